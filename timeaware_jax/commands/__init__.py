@@ -1,0 +1,1 @@
+"""Subcommands of the `timeaware` command, one module each."""
