@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +90,15 @@ def run_sharding_parity(num_steps=3):
         out[name + "_params_replicated"] = state.params["w"].sharding.is_equivalent_to(
             replicated_sharding(mesh), 2
         )
+    with tempfile.TemporaryDirectory() as directory:
+        with Checkpointer(directory) as ckpt:  # saved from 8 devices ...
+            ckpt.save(num_steps, state)
+            mesh_one = make_mesh(devices[:1])
+            restored = ckpt.restore(replicate(init_state(), mesh_one))
+        out["restored_on_one"] = tree_to_lists(
+            {"params": restored.params, "ema": restored.ema_params}
+        )
+        out["restored_devices"] = len(restored.params["w"].sharding.device_set)
     try:
         shard_batch({"x": np.zeros((12, 3))}, make_mesh())
         out["indivisible_error"] = None
@@ -199,6 +209,8 @@ def test_checkpoint_round_trip_and_pruning(tmp_path):
         assert reopened.metadata() == {"epoch": 3, "lr": 1e-3}
         with pytest.raises(FileNotFoundError, match="available steps"):
             reopened.restore(template, step=1)
+        with pytest.raises(ValueError, match="does not match template_state"):
+            reopened.restore(TrainState.create(params, tx, batch_stats=batch_stats))
     assert jax.tree.structure(restored) == jax.tree.structure(saved[3])
     for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(saved[3]), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -350,6 +362,7 @@ def test_sharded_step_on_8_devices_matches_one_device(jitted_regression_step):
     assert out["all_params_replicated"]
     assert "divisible" in out["indivisible_error"]
     assert "(12, 3)" in out["indivisible_error"]
+    assert out["restored_devices"] == 1
 
     # The same three steps in this process, on its single default device.
     data = make_regression()
@@ -357,7 +370,7 @@ def test_sharded_step_on_8_devices_matches_one_device(jitted_regression_step):
     for i in range(3):
         state, _ = jitted_regression_step(state, batch_at(data, i))
     here = {"params": state.params, "ema": state.ema_params}
-    for name in ("one", "all"):
+    for name in ("one", "all", "restored_on_one"):
         for a, b in zip(
             jax.tree.leaves(out[name]),
             jax.tree.leaves(tree_to_lists(here)),

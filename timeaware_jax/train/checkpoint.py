@@ -57,12 +57,17 @@ class Checkpointer:
         directory: where step directories are written; created if missing.
         max_to_keep: how many of the most recent checkpoints to keep (>= 1).
 
-    Example:
-        >>> ckpt = Checkpointer("/tmp/run/checkpoints", max_to_keep=3)
-        >>> ckpt.save(100, state, metadata={"epoch": 2})
-        >>> state = ckpt.restore(state)  # the latest step
-        >>> ckpt.metadata()["epoch"]
-        2
+    A run that resumes automatically::
+
+        ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=3)
+        state = TrainState.create(params, tx, ema_decay=0.9999)
+        if ckpt.latest_step() is not None:
+            state = ckpt.restore(state)
+            epoch = ckpt.metadata()["epoch"]
+        ...
+        check_finite(metrics, step)
+        ckpt.save(int(state.step), state, metadata={"epoch": epoch})
+        ckpt.close()
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 3):
@@ -128,11 +133,20 @@ class Checkpointer:
 
         Raises:
             FileNotFoundError: if there is no checkpoint (or no such step).
+            ValueError: if the checkpoint's structure, shapes or dtypes do not
+                match ``template_state``.
         """
         step = self._resolve_step(step)
         target = abstract_tree(state_to_tree(template_state))
         args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        restored = self._manager.restore(step, args=args).state
+        try:
+            restored = self._manager.restore(step, args=args).state
+        except ValueError as error:
+            raise ValueError(
+                f"checkpoint {step} in {self.directory} does not match "
+                "template_state; build the template with the same model, "
+                f"optimizer and ema_decay as the saved run. Orbax says: {error}"
+            ) from error
         return template_state.replace(**restored)
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:

@@ -39,10 +39,11 @@ def check_finite(metrics: Mapping[str, Any], step: int) -> None:
 
     Example:
         >>> check_finite({"loss": 0.3}, step=5)
-        >>> check_finite({"loss": float("nan")}, step=6)
-        Traceback (most recent call last):
-        ...
-        NonFiniteError: non-finite metrics at step 6: loss=nan. ...
+        >>> try:
+        ...     check_finite({"loss": float("nan"), "acc": 0.5}, step=6)
+        ... except NonFiniteError as error:
+        ...     print(error.names, error.step)
+        ('loss',) 6
     """
     bad = {}
     for name, value in metrics.items():

@@ -5,11 +5,20 @@ one-axis mesh named ``"data"`` and every batch is split along its leading axis
 over that axis. XLA inserts the gradient all-reduce itself, so the same step
 function runs on one CPU, eight forced CPU devices, a GPU host or a TPU pod.
 
-Example:
-    >>> mesh = make_mesh()
-    >>> batch = shard_batch({"x": np.zeros((8, 3))}, mesh)
-    >>> state = jax.device_put(state, replicated_sharding(mesh))
-    >>> step = jax.jit(train_step, out_shardings=replicated_sharding(mesh))
+A training loop uses it like this::
+
+    mesh = make_mesh()
+    state = replicate(TrainState.create(params, tx), mesh)
+    step = jax.jit(train_step, out_shardings=replicated_sharding(mesh))
+    for images, labels in batches(dataset, batch_size, key):
+        batch = shard_batch({"images": images, "labels": labels}, mesh)
+        state, metrics = step(state, batch)
+
+Inside ``train_step`` the loss is a plain mean over the global batch; the
+compiled program computes each device's share and all-reduces the gradients.
+BatchNorm statistics are likewise those of the global batch, as on one device,
+so no ``axis_name`` is needed and results match a single-device run up to the
+order of floating-point sums.
 """
 
 from collections.abc import Sequence
