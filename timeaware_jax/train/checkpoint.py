@@ -77,7 +77,10 @@ class Checkpointer:
             raise ValueError(f"max_to_keep must be an int >= 1, got {max_to_keep}")
         self.directory = os.path.abspath(os.fspath(directory))
         self.max_to_keep = max_to_keep
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        # Temporary directories left by a save that crashed are removed on start.
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+        )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "metadata")
         )

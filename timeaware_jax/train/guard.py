@@ -27,8 +27,9 @@ def check_finite(metrics: Mapping[str, Any], step: int) -> None:
     Call it on the host after each logging step and before each checkpoint
     save, so that only finite states are ever saved and the latest checkpoint
     is the last good one. Values are fetched with ``np.asarray``, so JAX
-    arrays are accepted (this waits for the device); non-numeric values are
-    ignored.
+    arrays are accepted (this waits for the device; in multi-host runs they
+    must be fully replicated, as a mean over the global batch is); non-numeric
+    values are ignored.
 
     Args:
         metrics: metric names to scalars or arrays.

@@ -59,6 +59,10 @@ class MetricWriter:
     Each :meth:`write` appends one line and flushes it, so a crashed run keeps
     everything logged before the crash and a resumed run continues the file.
 
+    Warning:
+        Every process that creates a writer writes its own lines. In a
+        multi-host run create it on ``jax.process_index() == 0`` only.
+
     Args:
         path: the file to append to; parent directories are created.
 
