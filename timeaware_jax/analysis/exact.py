@@ -20,7 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from timeaware_jax.nn.concat_conv import conv_nhwc, time_channel
+from timeaware_jax.nn.concat_conv import (
+    POSITIONAL_TIME_SCALE,
+    conv_nhwc,
+    time_channel,
+)
 from timeaware_jax.nn.conditioning import positional_pattern
 from timeaware_jax.nn.norm import check_norm, num_groups
 
@@ -111,7 +115,7 @@ def concat_conv_time_field(
     padding: int = 1,
     transpose: bool = False,
     time_input: str = "constant",
-    time_scale: float = 1.0,
+    time_scale: float = POSITIONAL_TIME_SCALE,
     max_period: float = 100.0,
 ) -> Float[Array, "times height2 width2 features"]:
     """The part of a `ConcatConv` output that comes from its time channel.

@@ -8,6 +8,7 @@
 """
 
 from timeaware_jax.nn.concat_conv import (
+    POSITIONAL_TIME_SCALE,
     TIME_INPUTS,
     ConcatConv,
     batch_times,
@@ -39,6 +40,7 @@ from timeaware_jax.nn.norm import (
 __all__ = [
     "CONDITIONINGS",
     "NORMS",
+    "POSITIONAL_TIME_SCALE",
     "TIME_INPUTS",
     "ConcatConv",
     "Norm",
