@@ -15,6 +15,7 @@ mapped by name, the shapes are checked against `InceptionV3`, and any
 leftover or missing tensor is an error.
 """
 
+import functools
 import os
 import pathlib
 
@@ -90,6 +91,7 @@ def _fold(state: dict[str, np.ndarray], prefix: str, used: set[str]):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
+@functools.cache
 def template_params(width_divisor: int = 1):
     """Shapes of the `InceptionV3` parameters, without initialising them."""
     model = InceptionV3(width_divisor=width_divisor)

@@ -6,7 +6,11 @@ from collections.abc import Callable
 import numpy as np
 
 from timeaware_jax.data import DATASETS
-from timeaware_jax.metrics.extractor import inception_extractor, run_extractor
+from timeaware_jax.metrics.extractor import (
+    FeatureExtractor,
+    inception_extractor,
+    run_extractor,
+)
 from timeaware_jax.metrics.frechet import frechet_distance
 from timeaware_jax.metrics.inception_score import inception_score
 from timeaware_jax.metrics.reference import reference_stats
@@ -25,7 +29,7 @@ def evaluate_images(
     splits: int = 10,
     cache_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
-    inception_params=None,
+    inception: FeatureExtractor | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Score generated images against the training split of a data set.
@@ -53,8 +57,8 @@ def evaluate_images(
         cache_dir: the cache root (default `$TIMEAWARE_CACHE`, else
             `~/.cache/timeaware_jax`).
         data_dir: passed to `load_dataset`.
-        inception_params: an already loaded Inception parameter pytree
-            (overrides `weights`).
+        inception: an already built Inception `FeatureExtractor` (overrides
+            `weights`), e.g. `inception_extractor(params=...)`.
         progress: called with the number of images done after each batch.
 
     Returns:
@@ -94,9 +98,7 @@ def evaluate_images(
         raise ValueError(
             f"dataset must be one of {DATASETS} for metric 'fid', got {dataset!r}."
         )
-    extractor = inception_extractor(
-        weights, params=inception_params, batch_size=batch_size
-    )
+    extractor = inception or inception_extractor(weights, batch_size=batch_size)
     stats, outputs = run_extractor(
         extractor, images_uint8, collect=("logits_unbiased",), progress=progress
     )
