@@ -166,6 +166,22 @@ def test_tfds_without_prepared_data_fails_fast_with_install_hint(tmp_path):
         load_dataset("cifar10", "train", data_dir=tmp_path, download=False)
 
 
+@pytest.mark.parametrize(
+    "name,shape,classes", [("mnist", (28, 28, 1), 10), ("cifar100", (32, 32, 3), 100)]
+)
+def test_tfds_records_become_uint8_arrays(tmp_path, name, shape, classes):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    # mock_data replaces download_and_prepare by a no-op and serves random
+    # records through the real data_source code path: no network is touched.
+    with tfds.testing.mock_data(
+        num_examples=7, policy=tfds.testing.MockPolicy.USE_CODE
+    ):
+        ds = load_dataset(name, "test", data_dir=tmp_path)
+    assert ds.images.shape == (7, *shape) and ds.images.dtype == np.uint8
+    assert ds.labels.dtype == np.int32 and ds.num_classes == classes
+    assert ds.labels.min() >= 0 and ds.labels.max() < classes
+
+
 # --- batches ----------------------------------------------------------------
 
 

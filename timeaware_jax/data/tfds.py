@@ -95,11 +95,7 @@ def load_tfds(
             ) from error
 
     source = builder.as_data_source(split=split)
-    keys = list(range(len(source)))
-    if hasattr(source, "__getitems__"):
-        records = source.__getitems__(keys)
-    else:
-        records = [source[key] for key in keys]
+    records = [source[key] for key in range(len(source))]
     images = np.stack([np.asarray(r["image"], np.uint8) for r in records])
     labels = np.asarray([r[label_key] for r in records], np.int32)
     return Dataset(
