@@ -19,6 +19,7 @@ hide everything after the first block at initialization; those kernels get
 small random values instead, as a trained network has.
 """
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,3 +349,92 @@ def plot_diagnoses(results: Sequence[Diagnosis], path: str | Path) -> Path:
         v = result.variant
         panels.setdefault(f"{v.family} (norm={v.norm})", {})[v.label] = result.probe
     return plot_depth(panels, path)
+
+
+def checkpoint_family(workdir: str | Path) -> str:
+    """`"ddpm"` or `"node"`, read from the run's `config.json`.
+
+    **Raises:** `FileNotFoundError` when `workdir` holds no `config.json`.
+    """
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no config.json in {workdir}: pass the workdir of a `timeaware "
+            "train-node` or `timeaware train-ddpm` run."
+        )
+    return "ddpm" if "diffusion" in json.loads(path.read_text()) else "node"
+
+
+def node_checkpoint_variant(workdir, num_images: int) -> Variant:
+    """The trained ODE-Net's vector field, fed the stem features of real images.
+
+    Probed in inference mode (BatchNorm with its running averages), with one
+    `t` shared by the batch on a grid over [0, 1].
+    """
+    from timeaware_jax.node import load_checkpoint
+    from timeaware_jax.node.classifier import vector_field_variables
+
+    model, variables, config = load_checkpoint(workdir)
+    data = load_dataset(config.data.name, "test", data_dir=config.data.data_dir)
+    images = to_float(data.images[:num_images])
+    y0 = model.apply(variables, images, method=model.stem_features)
+    vector_field = model.vector_field()
+
+    def apply_fn(v, x, t, **kwargs):
+        return vector_field.apply(v, t, x, **kwargs)
+
+    m = config.model
+    return Variant(
+        family="node",
+        remedy=f"{m.conditioning} (trained)",
+        norm=m.norm,
+        groups=m.groups,
+        module=vector_field,
+        apply_fn=apply_fn,
+        variables=vector_field_variables(variables),
+        x=y0,
+        ts=np.linspace(0.0, 1.0, 16),
+        shared_t=True,
+    )
+
+
+def ddpm_checkpoint_variant(workdir, num_images: int) -> Variant:
+    """The trained U-Net, fed clean test images and per-sample `t` over [0, T).
+
+    The images stay the same for every `t`, so the probe isolates the time
+    embedding's path from the noise level of the input.
+    """
+    from timeaware_jax.diffusion import load_checkpoint
+
+    model, params, schedule, config = load_checkpoint(workdir)
+    data = load_dataset(config.data.name, "test", data_dir=config.data.data_dir)
+    images = to_float(data.images[:num_images])
+    num_timesteps = config.diffusion.num_timesteps
+    return Variant(
+        family="ddpm",
+        remedy=f"{config.model.conditioning} (trained)",
+        norm="group",
+        groups=config.model.groups,
+        module=model,
+        apply_fn=model.apply,
+        variables={"params": params},
+        x=images,
+        ts=np.linspace(0.0, num_timesteps - 1.0, 16),
+        shared_t=False,
+    )
+
+
+def diagnose_checkpoint(
+    workdir: str | Path, *, num_images: int = 32
+) -> list[Diagnosis]:
+    """Diagnose a trained `train-node` or `train-ddpm` run from its workdir.
+
+    **Returns:** a one-element list with the `Diagnosis` of the trained model.
+
+    **Raises:** `FileNotFoundError` for a workdir without config or checkpoint.
+    """
+    if checkpoint_family(workdir) == "ddpm":
+        variant = ddpm_checkpoint_variant(workdir, num_images)
+    else:
+        variant = node_checkpoint_variant(workdir, num_images)
+    return [diagnose_variant(variant)]

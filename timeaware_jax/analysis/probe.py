@@ -142,10 +142,20 @@ def capture_calls(
             return out
 
         with nn.intercept_methods(interceptor):
-            out = apply_fn(variables, x, t, **kwargs)
-        return first_array(out), values
+            out = first_array(apply_fn(variables, x, t, **kwargs))
+        return out, values, relative_tangent(apply_fn, variables, x, t, kwargs)
 
     return run
+
+
+def relative_tangent(apply_fn, variables, x, t, kwargs) -> Array:
+    """`rms(d out / d t) / rms(out)` at one `t`, by forward-mode AD."""
+
+    def out_of(t_):
+        return first_array(apply_fn(variables, x, t_, **kwargs))
+
+    out, tangent = jax.jvp(out_of, (t,), (jnp.ones_like(t),))
+    return jnp.sqrt(jnp.mean(tangent**2) / (jnp.mean(out**2) + 1e-30))
 
 
 def probe_time_variance(
@@ -192,11 +202,12 @@ def probe_time_variance(
     def as_t(t):
         return jnp.full((batch,), t) if batched_t else jnp.asarray(t)
 
-    outputs, captured = [], []
+    outputs, captured, tangents = [], [], []
     for t in ts:
-        out, values = run(variables, x, as_t(t))
+        out, values, tangent = run(variables, x, as_t(t))
         outputs.append(np.asarray(out))
         captured.append([np.asarray(v) for v in values])
+        tangents.append(float(tangent))
 
     rows = []
     for i, (name, module, role) in enumerate(names):
@@ -204,24 +215,9 @@ def probe_time_variance(
         ratio = time_variance_ratio(stacked)
         rows.append(ProbeRow(name, module, role, stacked.shape[2:], ratio))
 
-    sensitivity = output_sensitivity(apply_fn, variables, x, ts, as_t, kwargs)
     return ProbeResult(
         rows=tuple(rows),
         output_ratio=time_variance_ratio(np.stack(outputs)),
-        sensitivity=sensitivity,
+        sensitivity=float(np.mean(tangents)),
         ts=tuple(float(t) for t in ts),
     )
-
-
-def output_sensitivity(apply_fn, variables, x, ts, as_t, kwargs) -> float:
-    """Mean over `ts` of `rms(d out / d t) / rms(out)`, by forward-mode AD."""
-
-    @jax.jit
-    def relative_tangent(t):
-        def out_of(t_):
-            return first_array(apply_fn(variables, x, t_, **kwargs))
-
-        out, tangent = jax.jvp(out_of, (t,), (jnp.ones_like(t),))
-        return jnp.sqrt(jnp.mean(tangent**2) / (jnp.mean(out**2) + 1e-30))
-
-    return float(np.mean([relative_tangent(as_t(t)) for t in ts]))
