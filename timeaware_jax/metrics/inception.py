@@ -244,12 +244,18 @@ class InceptionV3(nn.Module):
         logits without the final bias, as used by the original Inception
         Score code).
 
+    Warning:
+        `model.init` draws ~190 random tensors and takes minutes to compile on
+        a CPU; it is never needed for FID, whose weights are loaded
+        (`load_params`). For shapes, use `jax.eval_shape(model.init, ...)`.
+
     Example:
-        >>> model = InceptionV3(width_divisor=16, input_size=75)
-        >>> x = jnp.zeros((1, 32, 32, 3))
-        >>> params = model.init(jax.random.key(0), x)["params"]
-        >>> model.apply({"params": params}, x)["features"].shape
-        (1, 128)
+        >>> model = InceptionV3()
+        >>> x = jnp.zeros((2, 32, 32, 3))
+        >>> params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+        >>> out = jax.eval_shape(model.apply, {"params": params}, x)
+        >>> out["features"].shape, out["logits"].shape
+        ((2, 2048), (2, 1008))
     """
 
     width_divisor: int = 1
