@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 
+import jax
 import jax.random as jr
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
@@ -16,6 +17,10 @@ def num_batches(num_examples: int, batch_size: int, drop_remainder: bool = True)
     return -(-num_examples // batch_size)
 
 
+# One compiled program per length; unjitted, each call dispatches many ops.
+_permutation = jax.jit(jr.permutation, static_argnums=1)
+
+
 def permutation(key: PRNGKeyArray | Array, num_examples: int) -> np.ndarray:
     """A permutation of `range(num_examples)` determined by `key` alone.
 
@@ -27,7 +32,7 @@ def permutation(key: PRNGKeyArray | Array, num_examples: int) -> np.ndarray:
         `np.int64` array `[num_examples]`, the same for the same key on every
         backend.
     """
-    return np.asarray(jr.permutation(key, num_examples), dtype=np.int64)
+    return np.asarray(_permutation(key, num_examples), dtype=np.int64)
 
 
 def batches(
