@@ -259,3 +259,27 @@ def test_cli_fid_small_data(tmp_path, digits_cache, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["num_images"] == 360 and line["fd"] > 0.0
     assert json.loads((tmp_path / "r.jsonl").read_text())["fd"] == line["fd"]
+
+
+def test_cli_fid_reads_a_folder_of_pngs(tmp_path, digits_cache, capsys):
+    from PIL import Image
+
+    from timeaware_jax.cli import main
+
+    images = load_dataset("digits", "test").images[:40]
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image[..., 0]).save(folder / f"{i:03d}.png")
+    args = [
+        "fid",
+        str(folder),
+        "--metric",
+        "fd-digits",
+        "--cache-dir",
+        str(digits_cache),
+    ]
+    assert main(args) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = evaluate_images(images, metric="fd-digits", cache_dir=digits_cache)
+    assert line["fd"] == pytest.approx(expected["fd"], rel=1e-9)

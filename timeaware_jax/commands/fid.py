@@ -5,18 +5,22 @@
     timeaware fid --convert pt_inception-2015-12-05-6726825d.pth \
         --out ~/.cache/timeaware_jax/inception/fid_inception_v3.npz
 
-The .npz holds the images under the key `images` (else its only array):
-`uint8 [N, H, W, C]`, or floats in [-1, 1] (mapped to uint8 first).
+IMAGES is an .npz holding the images under the key `images` (else its only
+array): `uint8 [N, H, W, C]`, or floats in [-1, 1] (mapped to uint8 first);
+or a folder of PNG/JPEG files of one size (grayscale or RGB).
 """
 
 import argparse
 import json
+import pathlib
 import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command-line arguments."""
-    parser.add_argument("images", nargs="?", help=".npz file with the images")
+    parser.add_argument(
+        "images", nargs="?", help=".npz file or folder of PNG/JPEG images"
+    )
     parser.add_argument(
         "--metric",
         default="fid",
@@ -39,11 +43,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _load_folder(path: pathlib.Path):
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{path} holds no {'/'.join(_IMAGE_SUFFIXES)} files.")
+    images = []
+    for file in files:
+        with Image.open(file) as image:
+            gray = image.mode in ("L", "I", "I;16", "1")
+            array = np.asarray(image.convert("L" if gray else "RGB"), np.uint8)
+        images.append(array[..., None] if gray else array)  # [H, W] -> [H, W, 1]
+    shapes = {image.shape for image in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{path} holds images of several shapes: {sorted(shapes)}.")
+    return np.stack(images)
+
+
 def _load_images(path: str):
     import numpy as np
 
     from timeaware_jax.data import to_uint8
 
+    if pathlib.Path(path).is_dir():
+        return _load_folder(pathlib.Path(path))
     with np.load(path) as data:
         if "images" in data.files:
             images = data["images"]
@@ -62,7 +90,7 @@ def _convert(args: argparse.Namespace) -> int:
     from timeaware_jax.metrics import convert_file
     from timeaware_jax.metrics.weights import default_weights_path
 
-    out = args.out or default_weights_path()
+    out = args.out or default_weights_path(args.cache_dir)
     path = convert_file(args.convert, out)
     print(json.dumps({"converted": args.convert, "out": str(path)}))
     return 0
@@ -79,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.images:
         print("error: give an .npz of images, or --convert SRC.pth", file=sys.stderr)
         return 2
-    images = _load_images(args.images)
+    try:
+        images = _load_images(args.images)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         with tqdm(total=len(images), desc=args.metric, unit="img") as bar:
             result = evaluate_images(

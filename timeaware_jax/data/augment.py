@@ -4,10 +4,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, Shaped
+from jaxtyping import Array, Float, PRNGKeyArray, Shaped, UInt8
 
 
-def to_float(images: Shaped[Array, "*batch"] | np.ndarray) -> Float[Array, "*batch"]:
+def to_float(
+    images: UInt8[Array, "*batch"] | UInt8[np.ndarray, "*batch"],
+) -> Float[Array, "*batch"]:
     """Map `uint8` pixels in `[0, 255]` to `float32` in `[-1, 1]`.
 
     x = v / 127.5 - 1
@@ -30,7 +32,7 @@ def to_float(images: Shaped[Array, "*batch"] | np.ndarray) -> Float[Array, "*bat
     return jnp.asarray(images, jnp.float32) / 127.5 - 1.0
 
 
-def to_uint8(x: Float[Array, "*batch"]) -> Shaped[Array, "*batch"]:
+def to_uint8(x: Float[Array, "*batch"]) -> UInt8[Array, "*batch"]:
     """Map floats in `[-1, 1]` to `uint8` pixels, clipping and rounding.
 
     v = clip(round((x + 1) * 127.5), 0, 255)

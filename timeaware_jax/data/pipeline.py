@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import jax
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
 from timeaware_jax.data.base import Dataset
 
@@ -21,7 +21,7 @@ def num_batches(num_examples: int, batch_size: int, drop_remainder: bool = True)
 _permutation = jax.jit(jr.permutation, static_argnums=1)
 
 
-def permutation(key: PRNGKeyArray | Array, num_examples: int) -> np.ndarray:
+def permutation(key: PRNGKeyArray | Array, num_examples: int) -> Int[np.ndarray, " N"]:
     """A permutation of `range(num_examples)` determined by `key` alone.
 
     Args:

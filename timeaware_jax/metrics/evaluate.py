@@ -4,6 +4,7 @@ import os
 from collections.abc import Callable
 
 import numpy as np
+from jaxtyping import UInt8
 
 from timeaware_jax.data import DATASETS
 from timeaware_jax.metrics.extractor import (
@@ -20,7 +21,7 @@ METRICS = ("fd-digits", "fd-fashion", "fid")
 
 
 def evaluate_images(
-    images_uint8: np.ndarray,
+    images_uint8: UInt8[np.ndarray, "N H W C"],
     *,
     metric: str,
     dataset: str | None = None,
@@ -98,7 +99,9 @@ def evaluate_images(
         raise ValueError(
             f"dataset must be one of {DATASETS} for metric 'fid', got {dataset!r}."
         )
-    extractor = inception or inception_extractor(weights, batch_size=batch_size)
+    extractor = inception or inception_extractor(
+        weights, batch_size=batch_size, cache_root=cache_dir
+    )
     stats, outputs = run_extractor(
         extractor, images_uint8, collect=("logits_unbiased",), progress=progress
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
+from jaxtyping import UInt8
 
 from timeaware_jax.metrics.convert import load_params
 from timeaware_jax.metrics.inception import InceptionV3, to_unit_rgb, width_divisor_of
@@ -71,7 +72,7 @@ def _check_images(images, image_shape) -> np.ndarray:
 
 def run_extractor(
     extractor: FeatureExtractor,
-    images: np.ndarray,
+    images: UInt8[np.ndarray, "N H W C"],
     *,
     collect: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
@@ -126,6 +127,7 @@ def inception_extractor(
     params=None,
     batch_size: int = 50,
     input_size: int = 299,
+    cache_root: str | os.PathLike | None = None,
 ) -> FeatureExtractor:
     """The FID Inception-v3 as a `FeatureExtractor` (2048-d pool features).
 
@@ -140,6 +142,8 @@ def inception_extractor(
             generated weights).
         batch_size: images per call.
         input_size: the resize target (299 for FID; smaller only for tests).
+        cache_root: where to look for converted weights (see
+            `find_inception_weights`).
 
     Returns:
         A `FeatureExtractor` named `inception-fid-<hash of the weights>`.
@@ -149,7 +153,7 @@ def inception_extractor(
             file and how to obtain it).
     """
     if params is None:
-        params = load_params(find_inception_weights(weights))
+        params = load_params(find_inception_weights(weights, cache_root=cache_root))
     divisor = width_divisor_of(params)
     model = InceptionV3(width_divisor=divisor, input_size=input_size)
     device_params = jax.device_put(params)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from jaxtyping import Int, UInt8
 
 from timeaware_jax.data import batches, load_dataset, to_float
 from timeaware_jax.metrics.extractor import FeatureExtractor, params_fingerprint
@@ -125,7 +126,12 @@ def _features(model, params, images):
     return {"features": features, "logits": logits}
 
 
-def accuracy(params, spec: SmallDataSpec, images: np.ndarray, labels: np.ndarray):
+def accuracy(
+    params,
+    spec: SmallDataSpec,
+    images: UInt8[np.ndarray, "N H W C"],
+    labels: Int[np.ndarray, " N"],
+) -> float:
     """Top-1 accuracy of a small classifier on `uint8` images."""
     model = _model(spec)
     correct = 0

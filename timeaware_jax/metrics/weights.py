@@ -24,12 +24,17 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(root).expanduser()
 
 
-def default_weights_path() -> pathlib.Path:
+def default_weights_path(
+    cache_root: str | os.PathLike | None = None,
+) -> pathlib.Path:
     """Where `timeaware fid --convert` writes the converted weights by default."""
-    return cache_dir() / "inception" / CONVERTED_WEIGHTS
+    root = pathlib.Path(cache_root) if cache_root is not None else cache_dir()
+    return root / "inception" / CONVERTED_WEIGHTS
 
 
-def missing_weights_message(searched: list[pathlib.Path]) -> str:
+def missing_weights_message(
+    searched: list[pathlib.Path], cache_root: str | os.PathLike | None = None
+) -> str:
     """The explanation shown when no Inception weights are found."""
     places = "\n".join(f"  - {p}" for p in searched)
     return (
@@ -40,7 +45,7 @@ def missing_weights_message(searched: list[pathlib.Path]) -> str:
         f"pytorch-fid GitHub releases ({PYTORCH_FID_URL}), then convert it "
         "once (needs PyTorch):\n"
         f"  timeaware fid --convert {PYTORCH_FID_WEIGHTS} "
-        f"--out {default_weights_path()}\n"
+        f"--out {default_weights_path(cache_root)}\n"
         f"or pass --weights PATH (a .npz, an Orbax directory or the .pth "
         f"itself), or set ${WEIGHTS_ENV}."
     )
@@ -48,6 +53,8 @@ def missing_weights_message(searched: list[pathlib.Path]) -> str:
 
 def find_inception_weights(
     weights: str | os.PathLike | None = None,
+    *,
+    cache_root: str | os.PathLike | None = None,
 ) -> pathlib.Path:
     """Locate the FID Inception weights.
 
@@ -57,6 +64,8 @@ def find_inception_weights(
 
     Args:
         weights: an explicit path (`.npz`, Orbax directory or `.pth`), or None.
+        cache_root: the cache root (default `$TIMEAWARE_CACHE`, else
+            `~/.cache/timeaware_jax`).
 
     Returns:
         The path of the first candidate that exists.
@@ -72,11 +81,9 @@ def find_inception_weights(
         candidates = []
         if os.environ.get(WEIGHTS_ENV):
             candidates.append(pathlib.Path(os.environ[WEIGHTS_ENV]).expanduser())
-        candidates += [
-            default_weights_path(),
-            cache_dir() / "inception" / PYTORCH_FID_WEIGHTS,
-        ]
+        converted = default_weights_path(cache_root)
+        candidates += [converted, converted.parent / PYTORCH_FID_WEIGHTS]
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    raise FileNotFoundError(missing_weights_message(candidates))
+    raise FileNotFoundError(missing_weights_message(candidates, cache_root))
