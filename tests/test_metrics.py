@@ -1,12 +1,14 @@
 """Frechet distance, streaming statistics, Inception Score and the small-data FD."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
 import scipy.linalg
 
 from timeaware_jax.data import load_dataset
+from timeaware_jax.data.idx import FASHION_MNIST_DIR
 from timeaware_jax.metrics import (
     GaussianStats,
     evaluate_images,
@@ -19,6 +21,8 @@ from timeaware_jax.metrics import (
     small_data_extractor,
     sqrtm_psd,
 )
+
+FASHION_DIR = pathlib.Path(FASHION_MNIST_DIR)
 
 
 def _random_cov(rng, dim, rank=None):
@@ -283,3 +287,18 @@ def test_cli_fid_reads_a_folder_of_pngs(tmp_path, digits_cache, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     expected = evaluate_images(images, metric="fd-digits", cache_dir=digits_cache)
     assert line["fd"] == pytest.approx(expected["fd"], rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
+def test_fashion_distance_separates_test_split_from_noise(tmp_path):
+    _, info = small_data_classifier("fashion_mnist", cache_dir=tmp_path)
+    assert info["test_accuracy"] > 0.85
+    test = load_dataset("fashion_mnist", "test").images
+    noise = np.random.default_rng(0).integers(0, 256, test.shape, dtype=np.uint8)
+    fd_test = evaluate_images(test, metric="fd-fashion", cache_dir=tmp_path)["fd"]
+    fd_noise = evaluate_images(noise, metric="fd-fashion", cache_dir=tmp_path)["fd"]
+    assert 0.0 < fd_test < 0.01 * fd_noise
