@@ -92,13 +92,32 @@ def abstract_train_state(
 # ---------------------------------------------------------------- the step
 
 
+def _step_key(config: ml_collections.ConfigDict, *extra) -> tuple:
+    """What a compiled step depends on: the config sections that shape it."""
+    sections = ("seed", "data", "model", "diffusion", "optim")
+    parts = {name: to_jsonable(config.get(name)) for name in sections}
+    return (json.dumps(parts, sort_keys=True), *extra)
+
+
+_COMPILED: dict[tuple, object] = {}
+
+
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-    """The compiled `train_step(state, images [K, B, H, W, C] uint8, key)`.
+    """The compiled `train_step(state, images [K, B, H, W, C] uint8)`.
 
     Runs K optimizer steps in one call (`lax.scan`); returns the new state and
-    the metrics of the last step (loss, grad_norm, param_norm, learning rate
-    is implicit in the step). The batch axis is split over the mesh.
+    the metrics of the last step (loss, grad_norm, param_norm). The batch
+    axis is split over the mesh. The random numbers of step `s` come from
+    `fold_in(key(config.seed), s)`. Functions are cached per config and mesh,
+    so a resumed run in the same process does not compile again.
     """
+    cache_key = _step_key(config, "train", mesh)
+    if cache_key not in _COMPILED:
+        _COMPILED[cache_key] = _make_train_step(config, mesh)
+    return _COMPILED[cache_key]
+
+
+def _make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
     model = model_from_config(config)
     schedule = schedule_from_config(config)
     prediction = config.diffusion.prediction
@@ -136,6 +155,10 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
         return state, metrics
 
     def train_step(state: TrainState, images: jax.Array) -> tuple[TrainState, dict]:
+        if images.shape[0] == 1:
+            # Without a loop: XLA's CPU backend runs convolution gradients
+            # inside a while loop tens of times slower.
+            return one_step(state, images[0])
         state, metrics = jax.lax.scan(one_step, state, images)
         return state, jax.tree.map(lambda m: m[-1], metrics)
 
@@ -151,6 +174,13 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
 
 def make_eval_step(config: ml_collections.ConfigDict):
     """The compiled `eval_step(params, images uint8, key) -> loss` (no dropout)."""
+    cache_key = _step_key(config, "eval")
+    if cache_key not in _COMPILED:
+        _COMPILED[cache_key] = _make_eval_step(config)
+    return _COMPILED[cache_key]
+
+
+def _make_eval_step(config: ml_collections.ConfigDict):
     model = model_from_config(config)
     schedule = schedule_from_config(config)
 
