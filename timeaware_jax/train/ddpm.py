@@ -44,6 +44,16 @@ from timeaware_jax.train.state import TrainState
 # ---------------------------------------------------------------- model and state
 
 
+def _step_key(config: ml_collections.ConfigDict, *extra) -> tuple:
+    """What a compiled step depends on: the config sections that shape it."""
+    sections = ("seed", "data", "model", "diffusion", "optim")
+    parts = {name: to_jsonable(config.get(name)) for name in sections}
+    return (json.dumps(parts, sort_keys=True), *extra)
+
+
+_COMPILED: dict[tuple, object] = {}
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """Adam with linear warmup to a constant rate, after global-norm clipping.
 
@@ -70,11 +80,21 @@ def init_params(config: ml_collections.ConfigDict, key: jax.Array) -> dict:
 
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> TrainState:
-    """A fresh `TrainState` (parameters, Adam state, EMA) for `config`."""
-    ema_decay = config.optim.ema_decay or None
-    return TrainState.create(
-        init_params(config, key), make_optimizer(config), ema_decay=ema_decay
-    )
+    """A fresh `TrainState` (parameters, Adam state, EMA) for `config`.
+
+    Built by one compiled function (cached per config), not op by op.
+    """
+    cache_key = _step_key(config, "create")
+    if cache_key not in _COMPILED:
+        tx = make_optimizer(config)
+        ema_decay = config.optim.ema_decay or None
+
+        def create(key: jax.Array) -> TrainState:
+            params = init_params(config, key)
+            return TrainState.create(params, tx, ema_decay=ema_decay)
+
+        _COMPILED[cache_key] = jax.jit(create)
+    return _COMPILED[cache_key](key)
 
 
 def abstract_train_state(
@@ -90,16 +110,6 @@ def abstract_train_state(
 
 
 # ---------------------------------------------------------------- the step
-
-
-def _step_key(config: ml_collections.ConfigDict, *extra) -> tuple:
-    """What a compiled step depends on: the config sections that shape it."""
-    sections = ("seed", "data", "model", "diffusion", "optim")
-    parts = {name: to_jsonable(config.get(name)) for name in sections}
-    return (json.dumps(parts, sort_keys=True), *extra)
-
-
-_COMPILED: dict[tuple, object] = {}
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
@@ -149,8 +159,8 @@ def _make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh)
         state = state.apply_gradients(grads)
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
-            "param_norm": optax.global_norm(state.params),
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(state.params),
         }
         return state, metrics
 
