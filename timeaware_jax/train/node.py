@@ -224,8 +224,8 @@ def make_train_step(model: ODENet, seed: int, crop: int, flip: bool, mesh):
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
             "nfe_forward": stats["nfe"],
             "solve_failed": stats["failed"],
-            "grad_norm": optax.global_norm(grads),
-            "param_norm": optax.global_norm(new_state.params),
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(new_state.params),
         }
         return new_state, metrics
 
