@@ -8,10 +8,13 @@ clipping at 1.0, Adam, and an EMA of the parameters. The parameter counts at
 the paper's CIFAR-10 size are printed for both as a check of the layout.
 
     python benchmarks/ddpm_vs_diffusers.py                 # CPU, reduced size
+    python benchmarks/ddpm_vs_diffusers.py --threads 0     # frameworks' threading
     python benchmarks/ddpm_vs_diffusers.py --device gpu    # both on CUDA
 
-Prints one JSON object: seconds per step for each, and the ratio
-(timeaware-jax time / diffusers time; below 1 means JAX is faster).
+On the CPU both run single-threaded by default (`--threads 1`), which keeps
+the comparison fair on a busy machine. Prints one JSON object: seconds per
+step for each, and the ratio (timeaware-jax time / diffusers time; below 1
+means JAX is faster).
 Needs the `bench` extra (torch, diffusers).
 """
 
@@ -23,17 +26,36 @@ import pathlib
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import jax.random as jr
-import numpy as np
-import torch
-from diffusers import UNet2DModel
-from jax.sharding import NamedSharding, PartitionSpec
 
-from timeaware_jax.diffusion import UNet, count_parameters
-from timeaware_jax.train.ddpm import create_train_state, make_train_step
-from timeaware_jax.train.sharding import make_mesh, replicated_sharding
+def _threads(argv: list[str]) -> int:
+    """The --threads value (default 1), read before JAX starts its thread pool."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return 1
+
+
+if _threads(sys.argv) == 1:
+    # One thread on each side: on a shared machine thread pools that
+    # outnumber the idle cores make timings meaningless (OpenMP spin-waits).
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jax.random as jr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from diffusers import UNet2DModel  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+
+from timeaware_jax.diffusion import UNet, count_parameters  # noqa: E402
+from timeaware_jax.train.ddpm import create_train_state, make_train_step  # noqa: E402
+from timeaware_jax.train.sharding import make_mesh, replicated_sharding  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -155,6 +177,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads per framework (1: both single-threaded; 0: their defaults)",
+    )
     args = parser.parse_args(argv)
 
     gpu = args.device == "gpu"
@@ -167,6 +195,8 @@ def main(argv=None) -> int:
         return 1
     if not gpu:
         jax.config.update("jax_platforms", "cpu")
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
     ch = args.ch or (128 if gpu else 32)
     batch_size = args.batch_size or (128 if gpu else 8)
     steps = args.steps or (50 if gpu else 10)

@@ -31,9 +31,22 @@ from timeaware_jax.diffusion.schedules import NoiseSchedule
     ),
 )
 def _sample(
-    model, params, schedule, key, eta, rtol, atol, *, num_samples, sampler,
-    prediction, num_steps, variance, solver, clip_denoised,
-):  # fmt: skip
+    model,
+    params,
+    schedule,
+    key,
+    eta,
+    rtol,
+    atol,
+    *,
+    num_samples,
+    sampler,
+    prediction,
+    num_steps,
+    variance,
+    solver,
+    clip_denoised,
+):
     def model_fn(x_t: Array, t: Array) -> Array:
         return model.apply({"params": params}, x_t, t, train=False)
 
@@ -49,9 +62,16 @@ def _sample(
         )
         return x_0, jnp.asarray(steps)
     return ode_sample(
-        model_fn, schedule, key, shape, solver=solver, rtol=rtol, atol=atol,
-        num_steps=num_steps, **common,
-    )  # fmt: skip
+        model_fn,
+        schedule,
+        key,
+        shape,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        num_steps=num_steps,
+        **common,
+    )
 
 
 def sample(

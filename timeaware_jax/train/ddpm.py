@@ -307,6 +307,11 @@ def train_and_evaluate(
     eval_step = make_eval_step(config)
     stream = _batch_stream(train_data, batch_size, jr.key(config.seed + 1), start)
     stacked = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+    # Every process draws the same global batches and keeps its own slice.
+    local_size = batch_size // jax.process_count()
+    local = slice(
+        jax.process_index() * local_size, (jax.process_index() + 1) * local_size
+    )
     bar = _progress_bar(progress, start, config.num_train_steps)
 
     # Training.
@@ -315,6 +320,7 @@ def train_and_evaluate(
         while step < config.num_train_steps:
             k = min(steps_per_call, config.num_train_steps - step)
             images = np.stack([next(stream) for _ in range(k)])  # [K, B, H, W, C]
+            images = images[:, local]  # this process's part of the global batch
             images = jax.make_array_from_process_local_data(stacked, images)
             state, metrics = train_step(state, images)
             previous, step = step, step + k
