@@ -1,5 +1,7 @@
 """The neural-ODE building blocks against closed forms and references."""
 
+import functools
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,7 @@ from timeaware_jax.node import (
     ODENet,
     count_evaluations,
     make_solver,
+    mark_backward,
     read_backward_count,
     reset_backward_count,
     solve_ode,
@@ -60,10 +63,17 @@ def test_nfe_formula_per_solver():
     assert int(count_evaluations("euler", jnp.array(4))) == 4
 
 
+def _linear(t, y, args):
+    return args @ y
+
+
+def _linear_marked(t, y, args):
+    return args @ mark_backward(y)
+
+
+@functools.partial(jax.jit, static_argnums=1)
 def _loss(a, adjoint):
-    ys, _, _ = solve_ode(
-        lambda t, y, args: args @ y, Y0, a, rtol=1e-7, atol=1e-7, adjoint=adjoint
-    )
+    ys, _, _ = solve_ode(_linear, Y0, a, rtol=1e-7, atol=1e-7, adjoint=adjoint)
     return jnp.dot(W, ys[-1])
 
 
@@ -82,12 +92,7 @@ def test_adjoints_agree_with_each_other_and_finite_differences():
 
 def test_backward_nfe_is_counted_for_both_adjoints():
     def loss(a, adjoint):
-        def f(t, y, args):
-            from timeaware_jax.node import mark_backward
-
-            return args @ mark_backward(y)
-
-        ys, nfe, _ = solve_ode(f, Y0, a, adjoint=adjoint)
+        ys, nfe, _ = solve_ode(_linear_marked, Y0, a, adjoint=adjoint)
         return jnp.dot(W, ys[-1]), nfe
 
     counts = {}
@@ -104,11 +109,9 @@ def test_backward_nfe_is_counted_for_both_adjoints():
 
 def test_max_steps_exceeded_raises_a_clear_error():
     with pytest.raises(Exception, match="max_steps=2"):
-        ys, _, _ = solve_ode(lambda t, y, args: args @ y, Y0, 50 * A, max_steps=2)
+        ys, _, _ = solve_ode(_linear, Y0, 50 * A, max_steps=2)
         jax.block_until_ready(ys)
-    _, _, failed = solve_ode(
-        lambda t, y, args: args @ y, Y0, 50 * A, max_steps=2, throw=False
-    )
+    _, _, failed = solve_ode(_linear, Y0, 50 * A, max_steps=2, throw=False)
     assert bool(failed)
 
 
@@ -116,15 +119,20 @@ def test_im2col_convolution_equals_xla_convolution():
     x = jr.normal(jr.key(0), (2, 6, 6, 5))
     kernel = jr.normal(jr.key(1), (3, 3, 5, 4))
     np.testing.assert_allclose(
-        im2col_conv(x, kernel, 1), conv_nhwc(x, kernel, 1, 1, False), atol=1e-5
+        jax.jit(im2col_conv, static_argnums=2)(x, kernel, 1),
+        jax.jit(conv_nhwc, static_argnums=(2, 3, 4))(x, kernel, 1, 1, False),
+        atol=1e-5,
     )
+
+
+def _parameter_count(model, shape):
+    variables = jax.eval_shape(model.init, jr.key(0), jnp.zeros(shape))
+    return sum(x.size for x in jax.tree.leaves(variables["params"]))
 
 
 def test_classifier_parameter_count_matches_torchdiffeq_odenet_mnist():
     model = ODENet(stem="conv", features=64, norm="group", groups=32)
-    variables = model.init(jr.key(0), jnp.zeros((1, 28, 28, 1)))
-    count = sum(x.size for x in jax.tree.leaves(variables["params"]))
-    assert count == 208_266
+    assert _parameter_count(model, (1, 28, 28, 1)) == 208_266
 
 
 def test_parameter_count_equals_pytorch_model():
@@ -151,8 +159,7 @@ def test_parameter_count_equals_pytorch_model():
     expected = sum(p.numel() for p in net.parameters())
 
     model = ODENet(stem="conv", features=64, norm="group", groups=32)
-    variables = model.init(jr.key(0), jnp.zeros((1, 28, 28, 1)))
-    assert sum(x.size for x in jax.tree.leaves(variables["params"])) == expected
+    assert _parameter_count(model, (1, 28, 28, 1)) == expected
 
 
 @pytest.mark.parametrize(
@@ -168,7 +175,7 @@ def test_classifier_shapes(stem, shape, classes, conditioning):
         num_classes=classes, stem=stem, features=8, groups=4, conditioning=conditioning
     )
     x = jnp.zeros(shape)
-    variables = model.init(jr.key(0), x)
+    variables = jax.eval_shape(model.init, jr.key(0), x)
     logits, state = jax.eval_shape(
         lambda v, x: model.apply(v, x, mutable=["ode_stats"]), variables, x
     )
@@ -183,7 +190,7 @@ def test_classifier_shapes(stem, shape, classes, conditioning):
 
 
 def test_batchnorm_statistics_inside_the_ode_block():
-    block = ODEBlock(features=4, norm="batch", solver="rk4", dt0=0.25)
+    block = ODEBlock(features=4, norm="batch", solver="euler", dt0=0.5)
     y0 = jr.normal(jr.key(0), (6, 5, 5, 4)) * 2.0 + 1.0
     variables = block.init(jr.key(1), y0)
     func = block.vector_field()
@@ -201,7 +208,7 @@ def test_batchnorm_statistics_inside_the_ode_block():
         "batch_stats": variables["batch_stats"]["vector_field"],
     }
     ys, _, _ = solve_ode(
-        f, y0, vf_variables, ts=jnp.array([0.5, 1.0]), solver="rk4", dt0=0.25
+        f, y0, vf_variables, ts=jnp.array([0.5, 1.0]), solver="euler", dt0=0.5
     )
     np.testing.assert_allclose(y1, ys[-1], atol=1e-5)
 

@@ -129,3 +129,31 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     assert checkpointer.latest_step() == 2
     checkpointer.close()
+
+
+@pytest.mark.slow
+def test_eight_cpu_devices_give_the_same_metrics_as_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, 'tests');"
+        "from test_node_train import tiny_config;"
+        "from timeaware_jax.train.node import train_and_evaluate;"
+        "config = tiny_config(); config.num_epochs = 1;"
+        "train_and_evaluate(config, sys.argv[1])"
+    )
+    root = pathlib.Path(__file__).parents[1]
+    results = []
+    for devices in (1, 8):
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+        workdir = tmp_path / f"devices{devices}"
+        subprocess.run(
+            [sys.executable, "-c", script, str(workdir)], cwd=root, env=env, check=True
+        )
+        results.append(read_metrics(workdir / "metrics.jsonl"))
+    for one, eight in zip(*results, strict=True):
+        for key, value in one.items():
+            assert eight[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
