@@ -316,11 +316,14 @@ def time_variance(
     The ODE's initial states `y0 = stem(x)` of `images` are held fixed and
     the vector field is evaluated at `num_times` times in [0, 1] in inference
     mode; `analysis.probe_time_variance` gives the ratio
-    `mean_x var_t / mean_t var_x` of the input and output of every norm.
+    `mean_x var_t / mean_t var_x` of every intermediate tensor.
 
     Returns:
-        `{"tv_ratio_in_norm2": ..., "tv_ratio_norm2": ..., ...,
-        "tv_ratio_output": ...}`; `norm1` sees no time and is left out.
+        `tv_ratio_in_norm{2,3}`: the ratio of the convolution output that
+        enters `norm2` / `norm3`; `tv_ratio_norm{2,3}`: the ratio of that
+        block's output, after the norm and, for the R4 remedies, after the
+        time conditioning that follows it; `tv_ratio_output`: of `f` itself.
+        `norm1` sees no time and is left out.
     """
     x = augment.to_float(images)
     y0 = model.apply(variables, x, method="stem_features")
@@ -333,12 +336,9 @@ def time_variance(
 
     result = probe_time_variance(apply_fn, vf_variables, y0, ts, batched_t=False)
     metrics = {"tv_ratio_output": result.output_ratio}
-    for name, before, after, _ in result.norm_survival():
-        if name == "norm1":
-            continue
-        label = name.split("/")[0]
-        metrics[f"tv_ratio_in_{label}"] = before
-        metrics[f"tv_ratio_{label}"] = after
+    for index in (2, 3):
+        metrics[f"tv_ratio_in_norm{index}"] = result.ratio(f"conv{index - 1}")
+        metrics[f"tv_ratio_norm{index}"] = result.ratio(f"norm{index}")
     return metrics
 
 
