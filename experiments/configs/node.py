@@ -15,20 +15,27 @@
 
 Commands:
 
-    timeaware train-node --config experiments/configs/node.py:digits,group32,baseline,quick \
+    timeaware train-node \
+        --config experiments/configs/node.py:digits,group32,baseline,quick \
         --workdir runs/node_digits_baseline_quick
-    timeaware train-node --config experiments/configs/node.py:digits,group32,positional,quick \
+    timeaware train-node \
+        --config experiments/configs/node.py:digits,group32,positional,quick \
         --workdir runs/node_digits_positional_quick
     timeaware eval-node --workdir runs/node_digits_baseline_quick
-    timeaware train-node --config experiments/configs/node.py:cifar10,group32,positional \
+    timeaware train-node \
+        --config experiments/configs/node.py:cifar10,group32,positional \
         --workdir runs/node_cifar10_positional --set seed=1
+    python experiments/summarize_node.py runs/node_cifar10_*
 
 Hardware, time and result:
 
-- `quick` on digits: 2 CPU cores, about 2-3 minutes, test accuracy well
-  above chance (0.1); the numbers measured here are in README/the notebook.
-- `quick` on fashion_mnist: 2 CPU cores, about 3-5 minutes, accuracy above
-  0.6 on the 2,000-image test subset.
+- `quick` on digits (6 epochs of the 1,437 training images, batch 64): about
+  5-7 minutes on 2 busy CPU cores. Measured with seed 0 (test accuracy,
+  forward NFE at test time, time-variance ratio after norm2 / norm3):
+  baseline 0.847, 25, 0.0028 / 0.0034; positional 0.831, 25, 0.0036 /
+  0.0032; scale_shift 0.853, 31, 0.026 / 0.030. Chance is 0.1.
+- `quick` on fashion_mnist (2 epochs of 4,096 images, 1,000 test images):
+  a few minutes on a CPU; clearly above chance.
 - full MNIST / CIFAR-10 / CIFAR-100 (torchdiffeq's recipe: 160 epochs, batch
   128, SGD 0.1 with decays at 60, 100, 140): a GPU or TPU, hours; MNIST
   ODE-Nets reach about 99.5% test accuracy in torchdiffeq's report.
