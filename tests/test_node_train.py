@@ -157,3 +157,30 @@ def test_eight_cpu_devices_give_the_same_metrics_as_one(tmp_path):
     for one, eight in zip(*results, strict=True):
         for key, value in one.items():
             assert eight[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+def test_summary_table_pools_seeds(tmp_path):
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "summarize_node", CONFIG_PATH.parents[1] / "summarize_node.py"
+    )
+    summarize_node = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize_node)
+    workdirs = []
+    for seed, accuracy in [(0, 0.8), (1, 0.9)]:
+        workdir = tmp_path / f"seed{seed}"
+        workdir.mkdir()
+        config = tiny_config()
+        config.seed = seed
+        (workdir / "config.json").write_text(json.dumps(config.to_dict()))
+        records = [
+            {"step": 2, "loss": 1.0, "nfe_backward": 30},
+            {"step": 2, "eval_accuracy": accuracy, "eval_nfe": 26.0},
+        ]
+        lines = "\n".join(json.dumps(r) for r in records)
+        (workdir / "metrics.jsonl").write_text(lines + "\n")
+        workdirs.append(str(workdir))
+    table = summarize_node.summarize([summarize_node.read_run(w) for w in workdirs])
+    row = table.splitlines()[-1]
+    assert "| digits | group4 | baseline | 2 | 0.850 ± 0.071 | 26.0 ± 0.0 |" in row
