@@ -199,8 +199,13 @@ def vector_field_variables(variables: dict) -> dict:
     """The vector field's variables inside an `ODENet`'s `variables`.
 
     Example:
+        >>> import jax, jax.numpy as jnp
+        >>> model = ODENet(features=8, groups=4, stem="none")
+        >>> variables = model.init(jax.random.key(0), jnp.zeros((2, 8, 8, 1)))
         >>> vf_variables = vector_field_variables(variables)
-        >>> model.vector_field().apply(vf_variables, 0.5, y0)
+        >>> y0 = jnp.ones((2, 8, 8, 8))
+        >>> model.vector_field().apply(vf_variables, 0.5, y0).shape
+        (2, 8, 8, 8)
     """
     return {
         name: tree["ode_block"]["vector_field"]
