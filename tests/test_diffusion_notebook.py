@@ -2,14 +2,11 @@
 
 from pathlib import Path
 
-import pytest
-
 COLAB = Path(__file__).resolve().parent.parent / "colab"
 
 
-@pytest.mark.slow
 def test_diffusion_notebook(tmp_path):
-    # Two tiny trainings and three samplers each: about a minute of compiling.
+    # Two tiny trainings of 20 steps and one sampler each.
     from test_notebooks import execute
 
     execute(COLAB / "03_diffusion.ipynb", tmp_path)
