@@ -200,6 +200,11 @@ class ODEBlock(nn.Module):
       That evaluation is not part of the reported NFE and carries no gradient.
     - `train=False`: every evaluation uses the running averages.
 
+    Warning:
+        `init` creates the parameters without running a solve (that would
+        compile the whole solver once more) and returns `y0` unchanged as the
+        block's output; `init_with_output` therefore does not integrate.
+
     **Arguments:** the `ODEFunc` arguments (`features`, `norm`, `groups`,
     `conditioning`, `time_bias`, `embed_scale`) and the `solve_ode` arguments
     (`solver`, `rtol`, `atol`, `dt0`, `adjoint`, `max_steps`, `throw`); with
