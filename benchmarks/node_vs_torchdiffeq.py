@@ -13,6 +13,14 @@ It prints the time per batch of the forward pass and of forward plus backward
 (median of `--repeats` timed runs after one warm-up; JAX compiled once), the
 number of vector-field evaluations each solver made, and the ratio
 torch time / JAX time. Needs the `bench` extra (torch, torchdiffeq).
+
+Measured on 2 CPU cores (otherwise idle), batch 128, 3 repeats, 33 s in all:
+forward 0.377 s (torchdiffeq) against 0.575 s (timeaware-jax), ratio 0.66;
+forward+backward 0.845 s against 2.225 s, ratio 0.38; forward NFE 32 against
+37 (diffrax starts from a step of 0.01 where torchdiffeq picks its first
+step with two extra evaluations); largest logit difference 8.9e-4. On this
+CPU, PyTorch is faster; the difference is largest in the backward pass
+through diffrax's checkpointed solver loop.
 """
 
 import argparse
