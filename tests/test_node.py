@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.scipy.linalg import expm
 
-from timeaware_jax.nn import conv_nhwc
+from timeaware_jax.nn import conv_nhwc, im2col_conv
 from timeaware_jax.node import (
     ODEBlock,
     ODEFunc,
@@ -22,7 +22,6 @@ from timeaware_jax.node import (
     reset_backward_count,
     solve_ode,
 )
-from timeaware_jax.node.im2col import im2col_conv
 
 A = jnp.array([[-0.5, 1.0, 0.0], [-1.0, -0.5, 0.3], [0.2, 0.0, -0.8]])
 Y0 = jnp.array([1.0, -0.5, 0.25])

@@ -13,6 +13,7 @@ from timeaware_jax.nn.concat_conv import (
     ConcatConv,
     batch_times,
     conv_nhwc,
+    im2col_conv,
     time_channel,
     torch_uniform_init,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "check_norm",
     "conv_nhwc",
     "geometric_frequencies",
+    "im2col_conv",
     "make_norm",
     "normalize",
     "num_groups",

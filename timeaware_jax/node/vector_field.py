@@ -3,7 +3,8 @@
     f(t, y) = norm3(conv2(t, relu(norm2(conv1(t, relu(norm1(y)))))))
 
 `conv1`, `conv2` are `ConcatConv`s (3x3, stride 1, zero padding 1) that see `t`
-as an extra input channel (computed by im2col on the CPU, see `im2col`), and
+as an extra input channel (computed by im2col on the CPU, see
+`timeaware_jax.nn.im2col_conv`), and
 every norm is the same kind (BatchNorm, GroupNorm, LayerNorm or InstanceNorm).
 This is the block where the time signal vanishes: the time channel reaches
 `norm2` and `norm3` as a per-channel offset (plus a border pattern), and the
@@ -30,6 +31,7 @@ import flax.linen as nn
 from jaxtyping import Array, ArrayLike, Float
 
 from timeaware_jax.nn import (
+    ConcatConv,
     Norm,
     TimeConditionedNorm,
     TimestepEmbedding,
@@ -37,7 +39,6 @@ from timeaware_jax.nn import (
     check_conditioning,
     check_norm,
 )
-from timeaware_jax.node.im2col import Im2colConcatConv
 
 # Conditionings applied after the convolution through `TimeConditionedNorm`.
 _AFTER_NORM = ("scale_shift", "add_after_norm")
@@ -135,7 +136,7 @@ class ODEFunc(nn.Module):
         if self.conditioning in _AFTER_NORM:
             time_input = "none"
         time_bias = self.time_bias if self.conditioning == "bias_init" else None
-        h = Im2colConcatConv(
+        h = ConcatConv(
             self.features,
             time_input=time_input,
             time_bias=time_bias,
