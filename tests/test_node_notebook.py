@@ -11,7 +11,6 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOK = Path(__file__).resolve().parent.parent / "colab" / "02_neural_ode.ipynb"
 
 
-@pytest.mark.slow
 def test_neural_ode_notebook_runs_in_quick_mode(tmp_path, monkeypatch):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     for cell in notebook.cells:
