@@ -14,7 +14,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 from timeaware_jax.cli import main as cli_main
-from timeaware_jax.commands.train_ddpm import apply_overrides, load_config
+from timeaware_jax.commands.config_file import apply_overrides, load_config
 from timeaware_jax.diffusion import load_checkpoint
 from timeaware_jax.train import read_metrics
 from timeaware_jax.train.ddpm import (

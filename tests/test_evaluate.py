@@ -5,9 +5,10 @@ import pathlib
 
 import numpy as np
 import pytest
+from test_diffusion_train import TINY as TRAINING_TINY
 
 from timeaware_jax.cli import main
-from timeaware_jax.commands.train_ddpm import apply_overrides, load_config
+from timeaware_jax.commands.config_file import apply_overrides, load_config
 from timeaware_jax.diagnose import diagnose_checkpoint
 from timeaware_jax.evaluate import evaluate_checkpoint, sample_images
 from timeaware_jax.train.ddpm import train_and_evaluate
@@ -15,23 +16,9 @@ from timeaware_jax.train.ddpm import train_and_evaluate
 CONFIG = (
     pathlib.Path(__file__).resolve().parents[1] / "experiments/configs/ddpm_digits.py"
 )
-# The same tiny model and settings as the training tests, so that a session
-# running both compiles the training and sampling steps once.
-TINY = [
-    "model.ch=8",
-    "model.groups=2",
-    "model.attn_resolutions=()",
-    "optim.batch_size=16",
-    "optim.ema_decay=0.9",
-    "log_every=1",
-    "eval_every=0",
-    "sample_every=0",
-    "checkpoint_every=2",
-    "sample.num_images=4",
-    "sample.sampler='ddim'",
-    "sample.num_steps=2",
-    "num_train_steps=2",
-]
+# The training tests' tiny model, so that a session running both compiles the
+# training and sampling steps once.
+TINY = [*TRAINING_TINY, "num_train_steps=2"]
 
 
 @pytest.fixture(scope="module")

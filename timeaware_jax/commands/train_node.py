@@ -15,26 +15,20 @@ import json
 import os
 import sys
 
-from timeaware_jax.commands.train_ddpm import apply_overrides, load_config
+from timeaware_jax.commands.config_file import (
+    add_training_arguments,
+    apply_overrides,
+    load_config,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command-line arguments."""
-    parser.add_argument(
-        "--config",
-        required=True,
-        help="config file, path.py[:variant], e.g. "
+    add_training_arguments(
+        parser,
         "experiments/configs/node.py:digits,group32,positional,quick",
+        "num_epochs=3",
     )
-    parser.add_argument("--workdir", required=True, help="output and resume directory")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set num_epochs=3",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the bar")
 
 
 def run(args: argparse.Namespace) -> int:
