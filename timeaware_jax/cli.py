@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "draw samples from a trained DDPM checkpoint"),
     "eval-ddpm": ("eval_ddpm", "sample a DDPM checkpoint and score the samples"),
     "fid": ("fid", "FID and Inception Score of a folder or array of images"),
+    "reproduce": ("reproduce", "run the reproduction study's grid and report it"),
 }
 
 

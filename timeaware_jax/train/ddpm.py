@@ -46,7 +46,7 @@ from timeaware_jax.train.state import TrainState
 
 def _step_key(config: ml_collections.ConfigDict, *extra) -> tuple:
     """What a compiled step depends on: the config sections that shape it."""
-    sections = ("seed", "data", "model", "diffusion", "optim")
+    sections = ("data", "model", "diffusion", "optim")
     parts = {name: to_jsonable(config.get(name)) for name in sections}
     return (json.dumps(parts, sort_keys=True), *extra)
 
@@ -118,13 +118,20 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
     Runs K optimizer steps in one call (`lax.scan`); returns the new state and
     the metrics of the last step (loss, grad_norm, param_norm). The batch
     axis is split over the mesh. The random numbers of step `s` come from
-    `fold_in(key(config.seed), s)`. Functions are cached per config and mesh,
-    so a resumed run in the same process does not compile again.
+    `fold_in(key(config.seed), s)`. Compiled functions are cached per config
+    (the seed aside) and mesh, so a resumed run, or another seed of the same
+    run, does not compile again in the same process.
     """
     cache_key = _step_key(config, "train", mesh)
     if cache_key not in _COMPILED:
         _COMPILED[cache_key] = _make_train_step(config, mesh)
-    return _COMPILED[cache_key]
+    compiled = _COMPILED[cache_key]
+    seed_key = jax.device_put(jr.key(int(config.seed)), replicated_sharding(mesh))
+
+    def train_step(state: TrainState, images: jax.Array) -> tuple[TrainState, dict]:
+        return compiled(state, images, seed_key)
+
+    return train_step
 
 
 def _make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
@@ -133,8 +140,10 @@ def _make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh)
     prediction = config.diffusion.prediction
     random_flip = config.data.get("random_flip", False)
 
-    def one_step(state: TrainState, images: jax.Array) -> tuple[TrainState, dict]:
-        key = jr.fold_in(jr.key(config.seed), state.step)
+    def one_step(
+        state: TrainState, images: jax.Array, seed_key: jax.Array
+    ) -> tuple[TrainState, dict]:
+        key = jr.fold_in(seed_key, state.step)
         key_flip, key_loss, key_dropout = jr.split(key, 3)
         x_0 = augment.to_float(images)
         if random_flip:
@@ -164,19 +173,23 @@ def _make_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh)
         }
         return state, metrics
 
-    def train_step(state: TrainState, images: jax.Array) -> tuple[TrainState, dict]:
+    def train_step(
+        state: TrainState, images: jax.Array, seed_key: jax.Array
+    ) -> tuple[TrainState, dict]:
         if images.shape[0] == 1:
             # Without a loop: XLA's CPU backend runs convolution gradients
             # inside a while loop tens of times slower.
-            return one_step(state, images[0])
-        state, metrics = jax.lax.scan(one_step, state, images)
+            return one_step(state, images[0], seed_key)
+        state, metrics = jax.lax.scan(
+            lambda s, x: one_step(s, x, seed_key), state, images
+        )
         return state, jax.tree.map(lambda m: m[-1], metrics)
 
     replicated = replicated_sharding(mesh)
     stacked = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))  # [K, B, ...]
     return jax.jit(
         train_step,
-        in_shardings=(replicated, stacked),
+        in_shardings=(replicated, stacked, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )

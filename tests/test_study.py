@@ -1,0 +1,262 @@
+"""The reproduction study: its grid, a real resumable run, and its report."""
+
+import json
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from timeaware_jax.cli import main
+from timeaware_jax.diffusion.grid import save_image_grid
+from timeaware_jax.study import grid as study_grid
+from timeaware_jax.study.report import compare, mean_std, write_report
+from timeaware_jax.train import read_metrics
+
+CONFIGS = str(pathlib.Path(__file__).parents[1] / "experiments/configs")
+
+# The sizes of `tiny_config` in test_node_train.py: the same model, so the
+# compiled training step is shared when both files run in one session.
+TINY_NODE = {
+    "model.features": 8,
+    "model.groups": 4,
+    "optim.batch_size": 32,
+    "data.train_subset": 64,
+    "data.test_subset": 40,
+    "eval_batch_size": 32,
+    "log_every": 1,
+    "probe.num_inputs": 8,
+    "probe.num_times": 3,
+    "num_epochs": 1,
+}
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def test_grid_has_every_cell_with_every_seed_outermost():
+    runs = study_grid.grid()
+    # node: 2 data sets x (5 GroupNorm + 4 BatchNorm cells); DDPM: 5 cells.
+    cells = 2 * 9 + 5
+    assert len(runs) == 3 * cells
+    assert [run.seed for run in runs] == [0] * cells + [1] * cells + [2] * cells
+    assert len({run.name for run in runs}) == len(runs)
+    assert not any(r.remedy == "fewer_groups" and r.norm == "batch" for r in runs)
+
+
+def test_every_run_config_selects_its_cell():
+    conditionings = {"positional", "bias_init", "scale_shift"}
+    for run in study_grid.grid(seeds=[7]):
+        config = study_grid.load_run_config(run, CONFIGS)
+        assert config.seed == 7
+        expected = run.remedy if run.remedy in conditionings else "additive"
+        assert config.model.conditioning == expected, run
+        fewer = run.remedy == "fewer_groups"
+        if run.study == "node":
+            assert config.data.name == run.dataset
+            assert config.model.norm == run.norm
+            if run.norm == "group":  # channels per group: 2, or 8 for R3
+                per_group = config.model.features // config.model.groups
+                assert per_group == (8 if fewer else 2), run
+        else:
+            assert config.num_train_steps == 500
+            assert config.model.ch // config.model.groups == (16 if fewer else 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(studies=["gan"]), "studies"),
+        (dict(datasets=["cifar10"]), "datasets"),
+        (dict(norms=["layer"]), "norms"),
+        (dict(remedies=["R5"]), "remedies"),
+        (dict(seeds=[]), "seeds"),
+    ],
+)
+def test_bad_grid_arguments_are_named(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        study_grid.grid(**kwargs)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_compare_is_welchs_test():
+    a, b = [0.80, 0.82, 0.85], [0.70, 0.75, 0.71]
+    c = compare(a, b)
+    assert c.difference == pytest.approx(np.mean(a) - np.mean(b))
+    se = np.sqrt(np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 3)
+    assert c.standard_error == pytest.approx(se)
+    assert c.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert c.exceeds_spread
+    assert not compare([0.8, 0.7, 0.9], [0.78, 0.85, 0.75]).exceeds_spread
+    with pytest.raises(ValueError, match="at least 2"):
+        compare([1.0], [1.0, 2.0])
+
+
+def test_mean_std_uses_the_sample_deviation():
+    assert mean_std([1.0, 2.0, 3.0], ".2f") == "2.00 ± 1.00"
+    assert mean_std([0.5]) == "0.500"
+    assert mean_std([]) == "–"
+
+
+# ---------------------------------------------------------------- a real run
+
+
+def _argv(out) -> list[str]:
+    return [
+        "reproduce",
+        "--out",
+        str(out),
+        "--study",
+        "node",
+        "--datasets",
+        "digits",
+        "--norms",
+        "group",
+        "--remedies",
+        "baseline",
+        "--seeds",
+        "0",
+        "1",
+        "--configs",
+        CONFIGS,
+        "--no-progress",
+    ]
+
+
+@pytest.fixture(scope="module")
+def study_out(tmp_path_factory):
+    """Two seeds of one neural-ODE cell, trained for real on the digits."""
+    out = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(study_grid.STUDY_OVERRIDES, ("node", "digits"), TINY_NODE)
+        assert main(_argv(out)) == 0
+        assert main(_argv(out)) == 0  # all done: nothing runs again
+        # A run whose result was lost resumes from its final checkpoint.
+        seed1 = out / "node/digits_group_baseline/seed1"
+        before = json.loads((seed1 / "result.json").read_text())
+        (seed1 / "result.json").unlink()
+        assert main(_argv(out)) == 0
+        after = json.loads((seed1 / "result.json").read_text())
+    return out, before, after
+
+
+def test_runs_write_their_results_once(study_out):
+    out, _, _ = study_out
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # two runs, then the one whose result was removed
+    for seed in (0, 1):
+        workdir = out / f"node/digits_group_baseline/seed{seed}"
+        result = json.loads((workdir / "result.json").read_text())
+        final = [r for r in read_metrics(workdir / "metrics.jsonl") if "eval_loss" in r]
+        assert len(final) == 1  # one epoch, trained once
+        assert result["eval_accuracy"] == final[0]["eval_accuracy"]
+        assert 0.0 <= result["eval_accuracy"] <= 1.0
+        assert result["nfe_forward_train"] >= 6  # at least one adaptive step
+        assert result["nfe_backward_train"] > 0
+        assert 0.0 <= result["tv_ratio_norm2"] and result["wall_seconds"] > 0
+        assert f"--set seed={seed}" in result["command"]
+
+
+def test_a_resumed_run_does_not_train_again(study_out):
+    out, before, after = study_out
+    for key in ("eval_accuracy", "eval_nfe", "tv_ratio_norm3"):
+        assert after[key] == before[key]
+
+
+def _fake_remedy(out, remedy: str, shift: float) -> None:
+    """A copy of the baseline cell whose accuracies are moved by `shift`."""
+    for seed in (0, 1):
+        source = out / f"node/digits_group_baseline/seed{seed}"
+        target = out / f"node/digits_group_{remedy}/seed{seed}"
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints"))
+        result = json.loads((target / "result.json").read_text())
+        result["run"]["remedy"] = remedy
+        result["cell"] = f"digits_group_{remedy}"
+        result["eval_accuracy"] += shift * (1 + seed)
+        (target / "result.json").write_text(json.dumps(result))
+
+
+def test_report_tables_hold_the_measured_numbers(study_out, tmp_path):
+    out, _, _ = study_out
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    _fake_remedy(copy, "positional", 0.2)
+    paths = write_report(copy, tmp_path / "report")
+    names = sorted(p.name for p in paths)
+    assert names == ["node_curves.png", "node_time_variance.png", "tables.md"]
+    assert all(p.stat().st_size > 0 for p in paths)
+
+    tables = (tmp_path / "report/tables.md").read_text()
+    results = {}
+    for remedy in ("baseline", "positional"):
+        results[remedy] = [
+            json.loads(
+                (copy / f"node/digits_group_{remedy}/seed{s}/result.json").read_text()
+            )
+            for s in (0, 1)
+        ]
+    base = [r["eval_accuracy"] for r in results["baseline"]]
+    moved = [r["eval_accuracy"] for r in results["positional"]]
+    assert f"| baseline | 2 | {mean_std(base)} | – |" in tables
+    assert (
+        f"| R1 positional | 2 | {mean_std(moved)} | {compare(moved, base).cell()} |"
+        in tables
+    )
+
+
+def test_ddpm_report_from_logged_results(tmp_path):
+    """The DDPM tables and plots from results laid out as `execute` writes them."""
+    blocks = ["down_0_block_0/cond_norm2", "mid_block_0/cond_norm2"]
+    fds = {"baseline": [5.0, 5.5, 6.0], "scale_shift": [3.0, 3.1, 3.2]}
+    for remedy, values in fds.items():
+        for seed, fd in enumerate(values):
+            workdir = tmp_path / f"out/ddpm/digits_group_{remedy}/seed{seed}"
+            workdir.mkdir(parents=True)
+            losses = {100: 0.2 + 0.01 * seed, 200: 0.1 + 0.01 * seed}
+            with open(workdir / "metrics.jsonl", "w") as f:
+                for step, loss in losses.items():
+                    f.write(json.dumps({"step": step, "eval_loss": loss}) + "\n")
+            save_image_grid(
+                np.zeros((4, 8, 8, 1), np.float32), workdir / "samples/step_200.png"
+            )
+            result = {
+                "run": dict(
+                    study="ddpm",
+                    dataset="digits",
+                    norm="group",
+                    remedy=remedy,
+                    seed=seed,
+                ),
+                "cell": f"digits_group_{remedy}",
+                "fd_ddim100": fd,
+                "fd_ddpm100": 2 * fd,
+                "eval_loss": {str(k): v for k, v in losses.items()},
+                "blocks": [
+                    dict(layer=name, m=4, exact=0.7, ratio_before=0.3, ratio_after=0.2)
+                    for name in blocks
+                ],
+                "output_ratio": 0.1,
+                "sensitivity": 0.5,
+                "wall_seconds": 10.0,
+                "hardware": "test",
+            }
+            (workdir / "result.json").write_text(json.dumps(result))
+    paths = write_report(tmp_path / "out", tmp_path / "report")
+    assert sorted(p.name for p in paths) == [
+        "ddpm_loss_depth.png",
+        "ddpm_samples.png",
+        "tables.md",
+    ]
+    tables = (tmp_path / "report/tables.md").read_text()
+    versus = compare(fds["scale_shift"], fds["baseline"])
+    assert versus.exceeds_spread
+    assert f"| R4 scale-shift | 3 | 3.10 ± 0.10 | {versus.cell(2)} |" in tables
+    assert "| down_0_block_0 | 0.200 ± 0.000 [0.70] |" in tables
+
+
+def test_report_of_an_empty_directory_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="out must hold finished runs"):
+        write_report(tmp_path, tmp_path / "report")
