@@ -64,6 +64,23 @@ def test_every_run_config_selects_its_cell():
             assert config.model.ch // config.model.groups == (16 if fewer else 4)
 
 
+def test_paper_scale_runs_the_paper_configs_unchanged():
+    runs = study_grid.grid(scale="paper")
+    assert len(runs) == 3 * (2 * 9 + 5)
+    assert {r.dataset for r in runs} == {"cifar10", "cifar100"}
+    for run in runs[: 2 * 9 + 5]:
+        config = study_grid.load_run_config(run, CONFIGS)
+        fewer = run.remedy == "fewer_groups"
+        if run.study == "node":
+            assert config.num_epochs == 160 and config.model.features == 64
+            if run.norm == "group":
+                assert config.model.groups == (8 if fewer else 32)
+        else:
+            assert config.num_train_steps == 800_000 and config.model.ch == 128
+            assert config.model.groups == (8 if fewer else 32)
+        assert run.overrides() == {"seed": 0}
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [
@@ -72,6 +89,8 @@ def test_every_run_config_selects_its_cell():
         (dict(norms=["layer"]), "norms"),
         (dict(remedies=["R5"]), "remedies"),
         (dict(seeds=[]), "seeds"),
+        (dict(scale="tpu"), "scale"),
+        (dict(datasets=["digits"], scale="paper"), "datasets"),
     ],
 )
 def test_bad_grid_arguments_are_named(kwargs, name):

@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
+        "--scale",
+        default="cpu",
+        choices=["cpu", "paper"],
+        help="cpu: digits and Fashion-MNIST, minutes per run; paper: CIFAR, "
+        "an accelerator",
+    )
+    parser.add_argument(
         "--datasets", nargs="+", default=None, help="restrict to these data sets"
     )
     parser.add_argument("--norms", nargs="+", default=None, help="group, batch")
@@ -56,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         runs = study_grid.grid(
-            args.study, args.seeds, args.datasets, args.norms, args.remedies
+            args.study,
+            args.seeds,
+            args.datasets,
+            args.norms,
+            args.remedies,
+            args.scale,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

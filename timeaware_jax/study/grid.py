@@ -9,10 +9,14 @@ directory under the study's output directory:
 - `result.json`, written last, with the final metrics, the wall time and the
   hardware. A run with a `result.json` is done and is skipped next time.
 
-The sizes are CPU sizes: the `quick` neural-ODE configs (Fashion-MNIST on a
-2,048-image subset) and the digits DDPM for 500 steps. They are recorded in
-each run's `config.json`; `STUDY_OVERRIDES` lists what differs from the
-config files.
+Two scales share the grid. `cpu` (the default) runs in minutes per run: the
+`quick` neural-ODE configs on the digits and Fashion-MNIST (a 2,048-image
+subset) and a digits DDPM for 500 steps; `STUDY_OVERRIDES` lists what it
+changes in the config files, and every run records its full config. `paper`
+runs the same cells at the paper's scale from the same config files: the
+torchdiffeq recipe on CIFAR-10 and CIFAR-100, and the CIFAR-10 DDPM of Ho et
+al. scored by FID on 50,000 samples; it needs an accelerator, the TFDS data
+and the FID Inception weights.
 """
 
 import dataclasses
@@ -27,8 +31,14 @@ import ml_collections
 from timeaware_jax.train.logging import read_metrics, to_jsonable
 
 STUDIES = ("node", "ddpm")
-NODE_DATASETS = ("digits", "fashion_mnist")
-DDPM_DATASETS = ("digits",)
+SCALES = ("cpu", "paper")
+DATASETS = {
+    # (scale, study) -> data sets
+    ("cpu", "node"): ("digits", "fashion_mnist"),
+    ("cpu", "ddpm"): ("digits",),
+    ("paper", "node"): ("cifar10", "cifar100"),
+    ("paper", "ddpm"): ("cifar10",),
+}
 
 # Remedies and the config-file parts that select them (see DESIGN.md):
 # R1 positional time channel, R2 operand bias init, R3 fewer groups, R4 the
@@ -39,7 +49,12 @@ NODE_NORMS = {
     "group": ("group32", "group8"),
     "batch": ("batch", None),
 }
-DDPM_GROUPS = {"baseline": "groups8", "fewer_groups": "groups2"}
+# DDPM GroupNorm groups (config part), baseline and R3: 4 and 16 channels per
+# group on the digits U-Net's 32 channels, 4 and 16 on CIFAR-10's 128.
+DDPM_GROUPS = {
+    "cpu": {"baseline": "groups8", "fewer_groups": "groups2"},
+    "paper": {"baseline": "groups32", "fewer_groups": "groups8"},
+}
 
 # Config values that the study sets on top of the config files (CPU budget).
 STUDY_OVERRIDES = {
@@ -54,12 +69,25 @@ STUDY_OVERRIDES = {
     },
 }
 
-# How the DDPM runs are scored: (name, sampler keyword arguments).
-DDPM_SAMPLERS = {
-    "ddim100": dict(sampler="ddim", num_steps=100, eta=0.0),
-    "ddpm100": dict(sampler="ddim", num_steps=100, eta=1.0),
+# How the DDPM runs are scored: the number of samples, and each sampler's
+# name and keyword arguments. On the CPU, DDPM sampling runs on 100 respaced
+# steps (DDIM with eta = 1, the ancestral sampler of the shortened chain).
+DDPM_EVALUATION = {
+    "cpu": (
+        500,
+        {
+            "ddim100": dict(sampler="ddim", num_steps=100, eta=0.0),
+            "ddpm100": dict(sampler="ddim", num_steps=100, eta=1.0),
+        },
+    ),
+    "paper": (
+        50_000,
+        {
+            "ddim100": dict(sampler="ddim", num_steps=100, eta=0.0),
+            "ddpm1000": dict(sampler="ddpm"),
+        },
+    ),
 }
-DDPM_NUM_SAMPLES = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +99,7 @@ class Run:
     norm: str  # "group" or "batch"
     remedy: str
     seed: int
+    scale: str = "cpu"
 
     @property
     def cell(self) -> str:
@@ -86,15 +115,20 @@ class Run:
         if self.study == "node":
             norm, fewer = NODE_NORMS[self.norm]
             if self.remedy == "fewer_groups":
-                parts = (self.dataset, fewer, "baseline", "quick")
+                parts = (self.dataset, fewer, "baseline")
             else:
-                parts = (self.dataset, norm, self.remedy, "quick")
-            return f"{configs_dir}/node.py:{','.join(parts)}"
-        groups = DDPM_GROUPS.get(self.remedy, DDPM_GROUPS["baseline"])
+                parts = (self.dataset, norm, self.remedy)
+            quick = ("quick",) if self.scale == "cpu" else ()
+            return f"{configs_dir}/node.py:{','.join(parts + quick)}"
+        choices = DDPM_GROUPS[self.scale]
+        groups = choices.get(self.remedy, choices["baseline"])
         remedy = "baseline" if self.remedy == "fewer_groups" else self.remedy
         return f"{configs_dir}/ddpm_{self.dataset}.py:{remedy},{groups}"
 
     def overrides(self) -> dict:
+        """The config values the study sets: the seed, and the CPU budget."""
+        if self.scale != "cpu":
+            return {"seed": self.seed}
         return {
             "seed": self.seed,
             **STUDY_OVERRIDES.get((self.study, self.dataset), {}),
@@ -116,21 +150,24 @@ def grid(
     datasets: Sequence[str] | None = None,
     norms: Sequence[str] | None = None,
     remedies: Sequence[str] | None = None,
+    scale: str = "cpu",
 ) -> list[Run]:
     """The runs of the study, seeds outermost; `None` keeps every choice.
 
     Seeds come outermost so that a study stopped early has every cell with
     the same number of seeds.
     """
+    _check_choices("scale", (scale,), SCALES)
     _check_choices("studies", studies, STUDIES)
-    _check_choices("datasets", datasets, (*NODE_DATASETS, *DDPM_DATASETS))
+    known = {d for (s, _), names in DATASETS.items() if s == scale for d in names}
+    _check_choices("datasets", datasets, tuple(sorted(known)))
     _check_choices("norms", norms, tuple(NODE_NORMS))
     _check_choices("remedies", remedies, REMEDIES)
     if not seeds:
         raise ValueError("seeds must name at least one seed, got none.")
     cells = []
     for study in studies:
-        for dataset in NODE_DATASETS if study == "node" else DDPM_DATASETS:
+        for dataset in DATASETS[scale, study]:
             for norm in tuple(NODE_NORMS) if study == "node" else ("group",):
                 for remedy in REMEDIES:
                     if remedy == "fewer_groups" and norm != "group":
@@ -141,7 +178,7 @@ def grid(
                         w is None or c in w for c, w in zip(cell, wanted, strict=True)
                     ):
                         cells.append(cell)
-    return [Run(*cell, seed=int(seed)) for seed in seeds for cell in cells]
+    return [Run(*cell, int(seed), scale) for seed in seeds for cell in cells]
 
 
 def load_run_config(run: Run, configs_dir: str) -> ml_collections.ConfigDict:
@@ -191,7 +228,7 @@ def execute(
         train_and_evaluate(config, workdir)
         train_seconds = time.perf_counter() - start
         notify("evaluate")
-        result = ddpm_result(workdir, int(run.seed))
+        result = ddpm_result(workdir, int(run.seed), run.scale)
     result.update(
         run=dataclasses.asdict(run),
         cell=run.cell,
@@ -241,22 +278,29 @@ def node_result(workdir: str) -> dict:
     return result
 
 
-def ddpm_result(workdir: str, seed: int) -> dict:
-    """Small-data Frechet distances for each sampler, losses and time-awareness."""
+def ddpm_result(workdir: str, seed: int, scale: str = "cpu") -> dict:
+    """Sample scores for each sampler, losses, and time-awareness per block.
+
+    The scores are the small-data Frechet distance (`fd_<sampler>`) for the
+    digits and Fashion-MNIST, FID and Inception Score (`fid_<sampler>`,
+    `is_mean_<sampler>`, `is_std_<sampler>`) for CIFAR-10.
+    """
     from timeaware_jax.diagnose import diagnose_checkpoint
     from timeaware_jax.evaluate import evaluate_checkpoint
 
+    num_samples, samplers = DDPM_EVALUATION[scale]
     result = {}
-    for name, kwargs in DDPM_SAMPLERS.items():
+    for name, kwargs in samplers.items():
         scores = evaluate_checkpoint(
             workdir,
-            num_samples=DDPM_NUM_SAMPLES,
-            batch_size=DDPM_NUM_SAMPLES,
+            num_samples=num_samples,
+            batch_size=min(num_samples, 500),
             seed=seed,
             **kwargs,
         )
-        result[f"fd_{name}"] = scores["fd"]
-        result[f"nfe_{name}"] = scores["nfe"]
+        for key in ("fd", "fid", "is_mean", "is_std", "nfe"):
+            if key in scores:
+                result[f"{key}_{name}"] = scores[key]
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     result["eval_loss"] = {
         int(r["step"]): r["eval_loss"] for r in records if "eval_loss" in r

@@ -170,22 +170,38 @@ def _metric_table(groups, keys, columns: dict) -> str:
     return "\n".join(lines)
 
 
+SCORE_PREFIXES = ("fd_", "fid_", "is_mean_")
+SCORE_NAMES = {"fd": "FD", "fid": "FID", "is_mean": "IS"}
+SAMPLER_NAMES = {
+    "ddim100": "DDIM 100 steps",
+    "ddpm100": "DDPM 100 steps (eta 1)",
+    "ddpm1000": "DDPM 1000 steps",
+}
+
+
+def score_title(key: str) -> str:
+    """`fd_ddim100` -> `FD, DDIM 100 steps`."""
+    metric, _, sampler = key.rpartition("_")
+    return f"{SCORE_NAMES.get(metric, metric)}, {SAMPLER_NAMES.get(sampler, sampler)}"
+
+
 def ddpm_tables(results: list[dict]) -> str:
     """Frechet distances with comparisons, losses at matched steps, blocks."""
     groups = _groups(results, "ddpm")
     keys = _ordered(groups)
     if not keys:
         return "(no finished DDPM runs)"
-    lines = [
-        "| remedy | seeds | FD, DDIM 100 steps | vs baseline | "
-        "FD, DDPM 100 steps (eta 1) | vs baseline | wall time per run (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    scores = [k for k in groups[keys[0]][0] if k.startswith(SCORE_PREFIXES)]
+    header = ["remedy", "seeds"]
+    for name in scores:
+        header += [score_title(name), "vs baseline"]
+    header.append("wall time per run (s)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         runs = groups[key]
         base = groups.get((key[0], key[1], "baseline"), [])
         cells = [REMEDY_LABELS[key[2]], str(len(runs))]
-        for name in ("fd_ddim100", "fd_ddpm100"):
+        for name in scores:
             values = [r[name] for r in runs]
             cells.append(mean_std(values, ".2f"))
             if key[2] != "baseline" and len(base) >= 2 and len(runs) >= 2:
