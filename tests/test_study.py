@@ -37,12 +37,20 @@ TINY_NODE = {
 
 def test_grid_has_every_cell_with_every_seed_outermost():
     runs = study_grid.grid()
-    # node: 2 data sets x (5 GroupNorm + 4 BatchNorm cells); DDPM: 5 cells.
-    cells = 2 * 9 + 5
+    # node: 2 data sets x (7 GroupNorm + 4 BatchNorm cells); DDPM: 5 cells.
+    cells = 2 * 11 + 5
     assert len(runs) == 3 * cells
     assert [run.seed for run in runs] == [0] * cells + [1] * cells + [2] * cells
     assert len({run.name for run in runs}) == len(runs)
-    assert not any(r.remedy == "fewer_groups" and r.norm == "batch" for r in runs)
+    assert not any(r.remedy.startswith("fewer") and r.norm == "batch" for r in runs)
+    ddpm = {r.remedy for r in runs if r.study == "ddpm"}
+    assert ddpm == {
+        "baseline",
+        "positional",
+        "bias_init",
+        "fewer_groups",
+        "scale_shift",
+    }
 
 
 def test_every_run_config_selects_its_cell():
@@ -56,9 +64,10 @@ def test_every_run_config_selects_its_cell():
         if run.study == "node":
             assert config.data.name == run.dataset
             assert config.model.norm == run.norm
-            if run.norm == "group":  # channels per group: 2, or 8 for R3
+            if run.norm == "group":  # channels per group: 2, or 8, 16, 32 for R3
                 per_group = config.model.features // config.model.groups
-                assert per_group == (8 if fewer else 2), run
+                expected = {"fewer_groups4": 16, "fewer_groups1": 32}
+                assert per_group == expected.get(run.remedy, 8 if fewer else 2)
         else:
             assert config.num_train_steps == 500
             assert config.model.ch // config.model.groups == (16 if fewer else 4)
@@ -66,15 +75,16 @@ def test_every_run_config_selects_its_cell():
 
 def test_paper_scale_runs_the_paper_configs_unchanged():
     runs = study_grid.grid(scale="paper")
-    assert len(runs) == 3 * (2 * 9 + 5)
+    assert len(runs) == 3 * (2 * 11 + 5)
     assert {r.dataset for r in runs} == {"cifar10", "cifar100"}
-    for run in runs[: 2 * 9 + 5]:
+    for run in runs[: 2 * 11 + 5]:
         config = study_grid.load_run_config(run, CONFIGS)
         fewer = run.remedy == "fewer_groups"
         if run.study == "node":
             assert config.num_epochs == 160 and config.model.features == 64
             if run.norm == "group":
-                assert config.model.groups == (8 if fewer else 32)
+                groups = study_grid.R3_GROUPS.get(run.remedy, 32)
+                assert config.model.groups == groups
         else:
             assert config.num_train_steps == 800_000 and config.model.ch == 128
             assert config.model.groups == (8 if fewer else 32)

@@ -22,7 +22,9 @@ REMEDY_LABELS = {
     "baseline": "baseline",
     "positional": "R1 positional",
     "bias_init": "R2 bias init",
-    "fewer_groups": "R3 fewer groups",
+    "fewer_groups": "R3 G=8",
+    "fewer_groups4": "R3 G=4",
+    "fewer_groups1": "R3 G=1",
     "scale_shift": "R4 scale-shift",
 }
 NORM_LABELS = {"group": "GroupNorm", "batch": "BatchNorm"}
