@@ -69,7 +69,7 @@ def test_every_run_config_selects_its_cell():
                 expected = {"fewer_groups4": 16, "fewer_groups1": 32}
                 assert per_group == expected.get(run.remedy, 8 if fewer else 2)
         else:
-            assert config.num_train_steps == 500
+            assert config.num_train_steps == 1000
             assert config.model.ch // config.model.groups == (16 if fewer else 4)
 
 

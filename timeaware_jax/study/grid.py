@@ -11,7 +11,7 @@ directory under the study's output directory:
 
 Two scales share the grid. `cpu` (the default) runs in minutes per run: the
 `quick` neural-ODE configs on the digits and Fashion-MNIST (a 2,048-image
-subset) and a digits DDPM for 500 steps; `STUDY_OVERRIDES` lists what it
+subset) and a digits DDPM for 1,000 steps; `STUDY_OVERRIDES` lists what it
 changes in the config files, and every run records its full config. `paper`
 runs the same cells at the paper's scale from the same config files: the
 torchdiffeq recipe on CIFAR-10 and CIFAR-100, and the CIFAR-10 DDPM of Ho et
@@ -67,11 +67,11 @@ DDPM_GROUPS = {
 STUDY_OVERRIDES = {
     ("node", "fashion_mnist"): {"data.train_subset": 2048},
     ("ddpm", "digits"): {
-        "num_train_steps": 500,
+        "num_train_steps": 1000,
         "log_every": 25,
         "eval_every": 100,
         "eval_batches": 4,
-        "sample_every": 500,
+        "sample_every": 1000,
         "checkpoint_every": 250,
     },
 }
