@@ -42,11 +42,16 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> 
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        *parents, leaf = key.split(".")
-        node = config
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
+        set_value(config, key, value)
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:
+    """Set the value at a dotted key such as `optim.batch_size`."""
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
 
 
 def add_training_arguments(

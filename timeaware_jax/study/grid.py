@@ -197,15 +197,11 @@ def _applies(study: str, norm: str, remedy: str) -> bool:
 
 def load_run_config(run: Run, configs_dir: str) -> ml_collections.ConfigDict:
     """The run's config: its config file plus the study's overrides."""
-    from timeaware_jax.commands.config_file import load_config
+    from timeaware_jax.commands.config_file import load_config, set_value
 
     config = load_config(run.config_spec(configs_dir))
     for key, value in run.overrides().items():
-        *parents, leaf = key.split(".")
-        node = config
-        for name in parents:
-            node = node[name]
-        node[leaf] = value
+        set_value(config, key, value)
     return config
 
 
