@@ -27,6 +27,15 @@ REMEDY_LABELS = {
     "fewer_groups1": "R3 G=1",
     "scale_shift": "R4 scale-shift",
 }
+SHORT_LABELS = {
+    "baseline": "base",
+    "positional": "R1",
+    "bias_init": "R2",
+    "fewer_groups": "R3/8",
+    "fewer_groups4": "R3/4",
+    "fewer_groups1": "R3/1",
+    "scale_shift": "R4",
+}
 NORM_LABELS = {"group": "GroupNorm", "batch": "BatchNorm"}
 DATASET_LABELS = {"digits": "digits (8x8)", "fashion_mnist": "Fashion-MNIST"}
 
@@ -289,6 +298,13 @@ def _pyplot():
     return plt
 
 
+def _color(remedy: str):
+    """One colour per remedy in every figure."""
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](REMEDIES.index(remedy))
+
+
 def _curve(out: str, result: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
     run = result["run"]
     name = f"{run['study']}/{result['cell']}/seed{run['seed']}"
@@ -323,7 +339,13 @@ def plot_node_curves(out: str, results: list[dict], path: Path) -> Path:
             for row, key in enumerate(("eval_accuracy", "loss")):
                 x, mean, std = _mean_curve(out, runs, key)
                 ax = axes[row, col]
-                line = ax.plot(x, mean, marker="o" if row == 0 else None, ms=3)
+                line = ax.plot(
+                    x,
+                    mean,
+                    marker="o" if row == 0 else None,
+                    ms=3,
+                    color=_color(remedy),
+                )
                 ax.fill_between(
                     x, mean - std, mean + std, color=line[0].get_color(), alpha=0.15
                 )
@@ -332,8 +354,15 @@ def plot_node_curves(out: str, results: list[dict], path: Path) -> Path:
         axes[0, col].set_ylabel("test accuracy")
         axes[1, col].set_ylabel("training loss")
         axes[1, col].set_xlabel("step")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    handles = {line.get_label(): line for ax in axes[0] for line in ax.get_lines()}
+    fig.legend(
+        [handles[REMEDY_LABELS[r]] for r in REMEDIES if REMEDY_LABELS[r] in handles],
+        [REMEDY_LABELS[r] for r in REMEDIES if REMEDY_LABELS[r] in handles],
+        loc="lower center",
+        ncol=len(handles),
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -360,7 +389,7 @@ def plot_node_time_variance(results: list[dict], path: Path) -> Path:
     ax.set_xticklabels(
         [
             f"{'D' if k[0] == 'digits' else 'F'} {k[1][0].upper()}N "
-            f"{REMEDY_LABELS[k[2]].split()[0]}"
+            f"{SHORT_LABELS[k[2]]}"
             for k in keys
         ],
         rotation=60,
@@ -386,7 +415,7 @@ def plot_ddpm(out: str, results: list[dict], path: Path) -> Path:
         runs = groups[key]
         label = REMEDY_LABELS[key[2]]
         x, mean, std = _mean_curve(out, runs, "eval_loss")
-        line = left.plot(x, mean, marker="o", ms=3, label=label)
+        line = left.plot(x, mean, marker="o", ms=3, label=label, color=_color(key[2]))
         left.fill_between(
             x, mean - std, mean + std, color=line[0].get_color(), alpha=0.15
         )
@@ -399,6 +428,7 @@ def plot_ddpm(out: str, results: list[dict], path: Path) -> Path:
             ms=3,
             capsize=2,
             label=label,
+            color=_color(key[2]),
         )
     left.set_yscale("log")
     left.set_xlabel("step")
@@ -455,6 +485,17 @@ def plot_ddpm_samples(out: str, results: list[dict], path: Path) -> Path | None:
 # ---------------------------------------------------------------- all
 
 
+def _provenance(results: list[dict], study: str, out: str) -> str:
+    """The command, the number of runs and their total wall time."""
+    runs = [r for r in results if r["run"]["study"] == study]
+    hours = sum(r.get("wall_seconds", 0.0) for r in runs) / 3600
+    return (
+        f"Command: `timeaware reproduce --out {out} --study {study}` "
+        f"({len(runs)} runs, {hours:.2f} hours of wall time in all; each run's "
+        "own `timeaware train-*` command is in its `result.json`)."
+    )
+
+
 def write_report(out: str, report_dir: str | os.PathLike) -> list[Path]:
     """Write `tables.md` and the figures for every finished run under `out`.
 
@@ -479,9 +520,13 @@ def write_report(out: str, report_dir: str | os.PathLike) -> list[Path]:
         "",
         "## Neural ODE",
         "",
+        _provenance(results, "node", out),
+        "",
         node_tables(results),
         "",
-        "## DDPM on digits",
+        "## DDPM",
+        "",
+        _provenance(results, "ddpm", out),
         "",
         ddpm_tables(results),
         "",
