@@ -54,9 +54,10 @@ class Comparison:
 
     def cell(self, digits: int = 3) -> str:
         verdict = "yes" if self.exceeds_spread else "no"
+        p = "p<0.01" if self.p_value < 0.01 else f"p={self.p_value:.2f}"
         return (
             f"{self.difference:+.{digits}f} ± {self.standard_error:.{digits}f} "
-            f"(p={self.p_value:.2f}, {verdict})"
+            f"({p}, {verdict})"
         )
 
 
