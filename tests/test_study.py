@@ -91,6 +91,36 @@ def test_paper_scale_runs_the_paper_configs_unchanged():
         assert run.overrides() == {"seed": 0}
 
 
+def test_extra_values_reach_every_run_and_its_command():
+    extra = {"num_epochs": 24, "optim.decay_epochs": (16, 21)}
+    runs = study_grid.grid(["node"], [3], ["digits"], ["group"], extra=extra)
+    assert len(runs) == 7
+    for run in runs:
+        config = study_grid.load_run_config(run, CONFIGS)
+        assert config.seed == 3 and config.num_epochs == 24
+        assert tuple(config.optim.decay_epochs) == (16, 21)
+        assert "--set num_epochs=24 --set 'optim.decay_epochs=(16, 21)'" in (
+            run.command(CONFIGS, "out")
+        )
+
+
+def test_extra_values_must_name_existing_keys():
+    (run,) = study_grid.grid(
+        ["node"], [0], ["digits"], ["batch"], ["baseline"], extra={"num_epoch": 2}
+    )
+    with pytest.raises(ValueError, match="'num_epoch'"):
+        study_grid.load_run_config(run, CONFIGS)
+    with pytest.raises(ValueError, match="extra must not set the seed"):
+        study_grid.grid(extra={"seed": 1})
+
+
+def test_reproduce_command_names_every_remedy():
+    from timeaware_jax.commands import reproduce
+
+    assert reproduce.REMEDIES == study_grid.REMEDIES
+    assert main(["reproduce", "--set", "num_epoch=2", "--list"]) == 2
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [

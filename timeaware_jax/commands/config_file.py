@@ -35,14 +35,32 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
     """Apply `dotted.key=value` overrides (values parsed as Python literals)."""
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}.")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        set_value(config, key, value)
+        set_value(config, *parse_override(item))
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    """`"optim.batch_size=64"` -> `("optim.batch_size", 64)`.
+
+    The value is parsed as a Python literal where it is one, else kept as text.
+    """
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set expects key=value, got {item!r}.")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    return key, value
+
+
+def has_key(config: ml_collections.ConfigDict, key: str) -> bool:
+    """Whether the dotted `key` names an existing value of `config`."""
+    node = config
+    for name in key.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+            return False
+        node = node[name]
+    return True
 
 
 def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:

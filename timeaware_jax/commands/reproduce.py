@@ -17,6 +17,20 @@ import json
 import os
 import sys
 
+from timeaware_jax.commands.config_file import parse_override
+
+# The grid's remedies (`timeaware_jax.study.grid.REMEDIES`), named here so
+# that `timeaware --help` need not import the training stack.
+REMEDIES = (
+    "baseline",
+    "positional",
+    "bias_init",
+    "fewer_groups",
+    "fewer_groups4",
+    "fewer_groups1",
+    "scale_shift",
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command-line arguments."""
@@ -39,12 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--datasets", nargs="+", default=None, help="restrict to these data sets"
     )
-    parser.add_argument("--norms", nargs="+", default=None, help="group, batch")
+    parser.add_argument(
+        "--norms", nargs="+", default=None, help="restrict to these norms: group, batch"
+    )
     parser.add_argument(
         "--remedies",
         nargs="+",
         default=None,
-        help="baseline positional bias_init fewer_groups scale_shift",
+        help="restrict to these remedies: " + ", ".join(REMEDIES),
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config value every run sets on top of the study's, e.g. "
+        "--set num_epochs=24 (use its own --out)",
     )
     parser.add_argument(
         "--configs", default="experiments/configs", help="directory of config files"
@@ -62,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from timeaware_jax.study import grid as study_grid
 
     try:
+        extra = dict(parse_override(item) for item in args.set)
         runs = study_grid.grid(
             args.study,
             args.seeds,
@@ -69,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
             args.norms,
             args.remedies,
             args.scale,
+            extra,
         )
+        if extra and runs:
+            study_grid.load_run_config(runs[0], args.configs)  # checks the keys
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -107,6 +108,8 @@ class Run:
     remedy: str
     seed: int
     scale: str = "cpu"
+    # Config values set on top of the study's own, as (dotted key, value).
+    extra: tuple[tuple[str, object], ...] = ()
 
     @property
     def cell(self) -> str:
@@ -133,18 +136,18 @@ class Run:
         return f"{configs_dir}/ddpm_{self.dataset}.py:{remedy},{groups}"
 
     def overrides(self) -> dict:
-        """The config values the study sets: the seed, and the CPU budget."""
+        """The config values the study sets: the seed, the CPU budget, `extra`."""
+        budget = STUDY_OVERRIDES.get((self.study, self.dataset), {})
         if self.scale != "cpu":
-            return {"seed": self.seed}
-        return {
-            "seed": self.seed,
-            **STUDY_OVERRIDES.get((self.study, self.dataset), {}),
-        }
+            budget = {}
+        return {"seed": self.seed, **budget, **dict(self.extra)}
 
     def command(self, configs_dir: str, out: str) -> str:
         """The equivalent `timeaware` command line for this run alone."""
         trainer = "train-node" if self.study == "node" else "train-ddpm"
-        sets = " ".join(f"--set {k}={v}" for k, v in self.overrides().items())
+        sets = " ".join(
+            f"--set {shlex.quote(f'{k}={v}')}" for k, v in self.overrides().items()
+        )
         return (
             f"timeaware {trainer} --config {self.config_spec(configs_dir)} "
             f"--workdir {out}/{self.name} {sets}"
@@ -158,11 +161,14 @@ def grid(
     norms: Sequence[str] | None = None,
     remedies: Sequence[str] | None = None,
     scale: str = "cpu",
+    extra: dict | None = None,
 ) -> list[Run]:
     """The runs of the study, seeds outermost; `None` keeps every choice.
 
     Seeds come outermost so that a study stopped early has every cell with
-    the same number of seeds.
+    the same number of seeds. `extra` maps dotted config keys to values that
+    every run sets on top of the study's own (a longer budget, say); they are
+    part of each run's command and `result.json`.
     """
     _check_choices("scale", (scale,), SCALES)
     _check_choices("studies", studies, STUDIES)
@@ -172,6 +178,10 @@ def grid(
     _check_choices("remedies", remedies, REMEDIES)
     if not seeds:
         raise ValueError("seeds must name at least one seed, got none.")
+    if extra and "seed" in extra:
+        raise ValueError(
+            f"extra must not set the seed (the grid's seeds do), got {extra!r}."
+        )
     cells = []
     for study in studies:
         for dataset in DATASETS[scale, study]:
@@ -185,7 +195,8 @@ def grid(
                         w is None or c in w for c, w in zip(cell, wanted, strict=True)
                     ):
                         cells.append(cell)
-    return [Run(*cell, int(seed), scale) for seed in seeds for cell in cells]
+    pairs = tuple((extra or {}).items())
+    return [Run(*cell, int(seed), scale, pairs) for seed in seeds for cell in cells]
 
 
 def _applies(study: str, norm: str, remedy: str) -> bool:
@@ -197,9 +208,15 @@ def _applies(study: str, norm: str, remedy: str) -> bool:
 
 def load_run_config(run: Run, configs_dir: str) -> ml_collections.ConfigDict:
     """The run's config: its config file plus the study's overrides."""
-    from timeaware_jax.commands.config_file import load_config, set_value
+    from timeaware_jax.commands.config_file import has_key, load_config, set_value
 
     config = load_config(run.config_spec(configs_dir))
+    for key, _ in run.extra:
+        if not has_key(config, key):
+            raise ValueError(
+                f"extra sets {key!r}, which the config {run.config_spec(configs_dir)}"
+                " does not have; check the key's spelling."
+            )
     for key, value in run.overrides().items():
         set_value(config, key, value)
     return config
