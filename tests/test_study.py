@@ -319,3 +319,36 @@ def test_ddpm_report_from_logged_results(tmp_path):
 def test_report_of_an_empty_directory_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="out must hold finished runs"):
         write_report(tmp_path, tmp_path / "report")
+
+
+# ---------------------------------------------------------------- the page
+
+
+def test_page_tables_are_recomputed_from_the_logs(study_out, tmp_path):
+    from timeaware_jax.study.page import render_page
+    from timeaware_jax.study.report import node_accuracy_table
+
+    out, _, _ = study_out
+    page = (
+        "# Results\n\nSome prose.\n\n"
+        f"<!-- table node_accuracy from {out} -->\n| stale | numbers |\n"
+        "<!-- end table -->\n\nMore prose.\n"
+    )
+    rendered = render_page(page)
+    table = node_accuracy_table(study_grid.load_results(out))
+    assert rendered == page.replace("| stale | numbers |", table)
+    assert render_page(rendered) == rendered
+    with pytest.raises(ValueError, match="known tables"):
+        render_page(page.replace("node_accuracy", "node_speed"))
+    with pytest.raises(ValueError, match="no finished runs"):
+        render_page(page.replace(str(out), str(tmp_path)))
+
+
+def test_results_page_holds_the_committed_measurements():
+    """Every table of docs/results.md is what the committed logs give."""
+    from timeaware_jax.study.page import render_page
+
+    root = pathlib.Path(__file__).parents[1]
+    text = (root / "docs/results.md").read_text(encoding="utf-8")
+    assert text.count("<!-- table ") >= 8
+    assert render_page(text, root) == text

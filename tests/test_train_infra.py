@@ -321,6 +321,23 @@ def test_metric_writer_round_trip(tmp_path):
         writer.write(4, {"loss": 1.0})
 
 
+def test_read_metrics_drops_the_lines_a_resumed_run_replays(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    with MetricWriter(path) as writer:  # the first attempt, checkpointed at 2
+        for step in (1, 2, 3):
+            writer.write(step, {"loss": float(step)})
+        writer.write(3, {"eval_loss": 3.0})  # same step, other keys: kept
+        writer.write(4, {"loss": 4.0})
+    with MetricWriter(path) as writer:  # the resumed run logs 3 and 4 again
+        writer.write(3, {"loss": 30.0})
+        writer.write(3, {"eval_loss": 31.0})
+        writer.write(4, {"loss": 40.0})
+        writer.write(4, {"loss": 41.0})  # the same step and keys again
+    steps = [(r["step"], r.get("loss", r.get("eval_loss"))) for r in read_metrics(path)]
+    assert steps == [(1, 1.0), (2, 2.0), (3, 30.0), (3, 31.0), (4, 41.0)]
+    assert len(read_metrics(path, replayed=True)) == 9
+
+
 # ---------------------------------------------------------------------------
 # Data parallelism.
 

@@ -3,13 +3,17 @@
     timeaware reproduce --out experiments/results            # run (resumes)
     timeaware reproduce --out experiments/results --list     # what would run
     timeaware reproduce --out experiments/results --report docs/results
+    timeaware reproduce --page docs/results.md               # refresh its tables
 
 Runs the neural-ODE grid (digits and Fashion-MNIST, GroupNorm and BatchNorm,
 baseline and every remedy) and the digits DDPM grid, seeds outermost. Each
 run lands in `OUT/STUDY/CELL/seedN/`; finished runs are skipped, interrupted
 ones resume from their checkpoint. One JSON line per finished run is
 appended to `OUT/results.jsonl`. `--report DIR` writes the tables
-(`tables.md`) and plots of whatever has finished.
+(`tables.md`) and plots of whatever has finished; `--page PAGE` recomputes
+the tables marked in a hand-written page (`timeaware_jax.study.page`).
+`--set KEY=VALUE` gives every run one more config value (a longer budget);
+such a variant of the grid belongs in its own `--out`.
 """
 
 import argparse
@@ -79,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", metavar="DIR", default=None, help="write tables and plots to DIR"
     )
+    parser.add_argument(
+        "--page",
+        metavar="PAGE",
+        default=None,
+        help="recompute the marked tables of a results page (docs/results.md) "
+        "from the logs they name, and stop",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the bar")
 
 
@@ -101,6 +112,16 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.page is not None:
+        from timeaware_jax.study.page import update_page
+
+        try:
+            changed = update_page(args.page)
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"{'updated' if changed else 'unchanged'}: {args.page}")
+        return 0
     if args.report is not None:
         from timeaware_jax.study.report import write_report
 

@@ -10,12 +10,13 @@ t-test p-value is given beside it.
 
 import dataclasses
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from timeaware_jax.study.grid import REMEDIES, load_results
+from timeaware_jax.study.grid import REMEDIES, grid, load_results
 from timeaware_jax.train.logging import read_metrics
 
 REMEDY_LABELS = {
@@ -74,12 +75,16 @@ def compare(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
         raise ValueError(
             f"compare needs at least 2 values per side, got {len(a)} and {len(b)}."
         )
-    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = float(np.sqrt(va + vb))
+    difference = float(a.mean() - b.mean())
     if se == 0.0:
-        p = 1.0 if a.mean() == b.mean() else 0.0
+        p = 1.0 if difference == 0.0 else 0.0
     else:
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return Comparison(float(a.mean() - b.mean()), se, p)
+        # Welch's t with the Welch-Satterthwaite degrees of freedom.
+        dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        p = float(2.0 * stats.t.sf(abs(difference) / se, dof))
+    return Comparison(difference, se, p)
 
 
 def mean_std(values: Sequence[float], fmt: str = ".3f") -> str:
@@ -138,14 +143,19 @@ NODE_COLUMNS = {
 
 def node_tables(results: list[dict]) -> str:
     """Accuracy with comparisons, then NFE and time-variance ratios."""
+    parts = [node_accuracy_table(results), node_metrics_table(results)]
+    return "\n\n".join(parts + _failure_list(results, "node"))
+
+
+def node_accuracy_table(results: list[dict]) -> str:
+    """Test accuracy per cell and its difference from the baseline."""
     groups = _groups(results, "node")
-    keys = _ordered(groups)
     lines = [
         "| data set | norm | remedy | seeds | test accuracy | vs baseline "
         "(diff ± s.e., p, exceeds spread?) | wall time per run (s) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in keys:
+    for key in _ordered(groups):
         dataset, norm, remedy = key
         runs = groups[key]
         accuracy = [r["eval_accuracy"] for r in runs]
@@ -158,12 +168,21 @@ def node_tables(results: list[dict]) -> str:
             f"{REMEDY_LABELS[remedy]} | {len(runs)} | {mean_std(accuracy)} | "
             f"{versus} | {mean_std([r['wall_seconds'] for r in runs], '.0f')} |"
         )
-    lines += ["", _metric_table(groups, keys, NODE_COLUMNS)]
-    failures = _failures(results, "node")
-    if failures:
-        lines += ["", "Runs that stopped on a non-finite value:", ""]
-        lines += [f"- {f}" for f in failures]
     return "\n".join(lines)
+
+
+def node_metrics_table(results: list[dict]) -> str:
+    """NFE and the time-variance ratio around each norm, per cell."""
+    groups = _groups(results, "node")
+    return _metric_table(groups, _ordered(groups), NODE_COLUMNS)
+
+
+def _failure_list(results: list[dict], study: str) -> list[str]:
+    failures = _failures(results, study)
+    if not failures:
+        return []
+    lines = ["Runs that stopped on a non-finite value:", ""]
+    return ["\n".join(lines + [f"- {f}" for f in failures])]
 
 
 def _metric_table(groups, keys, columns: dict) -> str:
@@ -199,10 +218,20 @@ def score_title(key: str) -> str:
 
 def ddpm_tables(results: list[dict]) -> str:
     """Frechet distances with comparisons, losses at matched steps, blocks."""
+    if not _groups(results, "ddpm"):
+        return "(no finished DDPM runs)"
+    parts = [
+        ddpm_score_table(results),
+        ddpm_loss_table(results),
+        ddpm_block_table(results),
+    ]
+    return "\n\n".join(parts + _failure_list(results, "ddpm"))
+
+
+def ddpm_score_table(results: list[dict]) -> str:
+    """Sample scores per cell and sampler, and their difference from baseline."""
     groups = _groups(results, "ddpm")
     keys = _ordered(groups)
-    if not keys:
-        return "(no finished DDPM runs)"
     scores = [k for k in groups[keys[0]][0] if k.startswith(SCORE_PREFIXES)]
     header = ["remedy", "seeds"]
     for name in scores:
@@ -222,18 +251,21 @@ def ddpm_tables(results: list[dict]) -> str:
                 cells.append("–")
         cells.append(mean_std([r["wall_seconds"] for r in runs], ".0f"))
         lines.append("| " + " | ".join(cells) + " |")
-
-    # Test loss (EMA parameters, fixed batches and noise) at matched steps.
-    steps = sorted({int(s) for r in groups[keys[0]] for s in r["eval_loss"]})
-    lines += ["", _loss_table(groups, keys, steps)]
-
-    # Time-awareness of every block, after training.
-    lines += ["", _block_table(groups, keys)]
-    failures = _failures(results, "ddpm")
-    if failures:
-        lines += ["", "Runs that stopped on a non-finite value:", ""]
-        lines += [f"- {f}" for f in failures]
     return "\n".join(lines)
+
+
+def ddpm_loss_table(results: list[dict]) -> str:
+    """Test loss (EMA parameters, fixed batches and noise) at matched steps."""
+    groups = _groups(results, "ddpm")
+    keys = _ordered(groups)
+    steps = sorted({int(s) for r in groups[keys[0]] for s in r["eval_loss"]})
+    return _loss_table(groups, keys, steps)
+
+
+def ddpm_block_table(results: list[dict]) -> str:
+    """Time-awareness of every ResBlock after training."""
+    groups = _groups(results, "ddpm")
+    return _block_table(groups, _ordered(groups))
 
 
 def _loss_table(groups, keys, steps: list[int]) -> str:
@@ -486,15 +518,44 @@ def plot_ddpm_samples(out: str, results: list[dict], path: Path) -> Path | None:
 # ---------------------------------------------------------------- all
 
 
-def _provenance(results: list[dict], study: str, out: str) -> str:
-    """The command, the number of runs and their total wall time."""
+def provenance(results: list[dict], study: str, out: str) -> str:
+    """The command that ran `study`'s runs, their number, wall time, hardware."""
     runs = [r for r in results if r["run"]["study"] == study]
     hours = sum(r.get("wall_seconds", 0.0) for r in runs) / 3600
+    hardware = "; ".join(sorted({r["hardware"] for r in runs}))
     return (
-        f"Command: `timeaware reproduce --out {out} --study {study}` "
-        f"({len(runs)} runs, {hours:.2f} hours of wall time in all; each run's "
-        "own `timeaware train-*` command is in its `result.json`)."
+        f"Command: `{reproduce_command(runs, study, out)}` ({len(runs)} runs, "
+        f"{hours:.2f} hours of wall time in all, on {hardware}; each run's own "
+        "`timeaware train-*` command is in its `result.json`)."
     )
+
+
+def reproduce_command(runs: list[dict], study: str, out: str) -> str:
+    """The `timeaware reproduce` line that runs exactly these finished runs."""
+    scale = runs[0]["run"].get("scale", "cpu") if runs else "cpu"
+    full = {
+        (r.dataset, r.norm, r.remedy)
+        for r in grid(studies=[study], seeds=[0], scale=scale)
+    }
+    cells = {(r["run"]["dataset"], r["run"]["norm"], r["run"]["remedy"]) for r in runs}
+    parts = ["timeaware reproduce", f"--out {out}", f"--study {study}"]
+    if scale != "cpu":
+        parts.append(f"--scale {scale}")
+    seeds = sorted({r["run"]["seed"] for r in runs})
+    if seeds != [0, 1, 2]:
+        parts.append("--seeds " + " ".join(map(str, seeds)))
+    for index, flag in enumerate(("--datasets", "--norms", "--remedies")):
+        chosen = {c[index] for c in cells}
+        if chosen != {c[index] for c in full}:
+            parts.append(flag + " " + " ".join(sorted(chosen)))
+    for key, value in runs[0]["run"].get("extra", []) if runs else []:
+        parts.append(f"--set {shlex.quote(f'{key}={_literal(value)}')}")
+    return " ".join(parts)
+
+
+def _literal(value) -> str:
+    """A value as `--set` reads it back (JSON turned tuples into lists)."""
+    return str(tuple(value)) if isinstance(value, list) else str(value)
 
 
 def write_report(out: str, report_dir: str | os.PathLike) -> list[Path]:
@@ -521,13 +582,13 @@ def write_report(out: str, report_dir: str | os.PathLike) -> list[Path]:
         "",
         "## Neural ODE",
         "",
-        _provenance(results, "node", out),
+        provenance(results, "node", out),
         "",
         node_tables(results),
         "",
         "## DDPM",
         "",
-        _provenance(results, "ddpm", out),
+        provenance(results, "ddpm", out),
         "",
         ddpm_tables(results),
         "",

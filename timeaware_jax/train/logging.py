@@ -1,6 +1,7 @@
 """Metrics as JSON lines: one object per logging step."""
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -111,21 +112,55 @@ class MetricWriter:
         self.close()
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
+def read_metrics(path: str | os.PathLike, replayed: bool = False) -> list[dict]:
     """Read a JSON-lines metrics file back into a list of dicts.
+
+    A run that resumes from a checkpoint at step `s` logs the steps after `s`
+    again. By default the later lines supersede the earlier ones: a record
+    whose step is below one already read drops every earlier record at that
+    step or later, so the history is the one that led to the final state.
 
     Args:
         path: a file written by :class:`MetricWriter`.
+        replayed: keep the superseded records too, in file order.
 
     Returns:
-        One dict per line, in file order; blank lines are skipped.
+        One dict per line, in file order; blank lines are skipped, and so
+        are superseded lines unless `replayed`.
 
     Raises:
         FileNotFoundError: if the file does not exist.
     """
-    records = []
+    records: list[dict] = []
     with open(path, encoding="utf-8") as file:
         for line in file:
-            if line.strip():
-                records.append(json.loads(line))
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not replayed and records and _starts_replay(records, record):
+                step = record["step"]
+                records = [r for r in records if r.get("step", -math.inf) < step]
+            records.append(record)
     return records
+
+
+def _starts_replay(records: list[dict], record: dict) -> bool:
+    """Whether `record` goes back to a step that `records` already logged.
+
+    Lines at one step with different keys (a training and an evaluation
+    record) are not a replay; a step below the last one, or the same step
+    with the same keys again, is.
+    """
+    step, last = record.get("step"), records[-1].get("step")
+    if step is None or last is None:
+        return False
+    if step < last:
+        return True
+    if step > last:
+        return False
+    for earlier in reversed(records):
+        if earlier.get("step") != step:
+            return False
+        if earlier.keys() == record.keys():
+            return True
+    return False
