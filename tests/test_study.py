@@ -351,4 +351,5 @@ def test_results_page_holds_the_committed_measurements():
     root = pathlib.Path(__file__).parents[1]
     text = (root / "docs/results.md").read_text(encoding="utf-8")
     assert text.count("<!-- table ") >= 8
+    assert "@@" not in text  # no placeholder left for prose to come
     assert render_page(text, root) == text

@@ -148,12 +148,12 @@ def node_tables(results: list[dict]) -> str:
 
 
 def node_accuracy_table(results: list[dict]) -> str:
-    """Test accuracy per cell and its difference from the baseline."""
+    """Test accuracy per cell, its difference from the baseline, test loss."""
     groups = _groups(results, "node")
     lines = [
         "| data set | norm | remedy | seeds | test accuracy | vs baseline "
-        "(diff ± s.e., p, exceeds spread?) | wall time per run (s) |",
-        "|---|---|---|---|---|---|---|",
+        "(diff ± s.e., p, exceeds spread?) | test loss | wall time per run (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key in _ordered(groups):
         dataset, norm, remedy = key
@@ -166,7 +166,8 @@ def node_accuracy_table(results: list[dict]) -> str:
         lines.append(
             f"| {DATASET_LABELS.get(dataset, dataset)} | {NORM_LABELS[norm]} | "
             f"{REMEDY_LABELS[remedy]} | {len(runs)} | {mean_std(accuracy)} | "
-            f"{versus} | {mean_std([r['wall_seconds'] for r in runs], '.0f')} |"
+            f"{versus} | {mean_std([r['eval_loss'] for r in runs])} | "
+            f"{mean_std([r['wall_seconds'] for r in runs], '.0f')} |"
         )
     return "\n".join(lines)
 
@@ -388,14 +389,16 @@ def plot_node_curves(out: str, results: list[dict], path: Path) -> Path:
         axes[1, col].set_ylabel("training loss")
         axes[1, col].set_xlabel("step")
     handles = {line.get_label(): line for ax in axes[0] for line in ax.get_lines()}
+    ncol = min(len(handles), 3 * len(panels))  # about 3 entries fit per panel
+    rows = -(-len(handles) // ncol)
     fig.legend(
         [handles[REMEDY_LABELS[r]] for r in REMEDIES if REMEDY_LABELS[r] in handles],
         [REMEDY_LABELS[r] for r in REMEDIES if REMEDY_LABELS[r] in handles],
         loc="lower center",
-        ncol=len(handles),
+        ncol=ncol,
         fontsize=9,
     )
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.01 + 0.04 * rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
