@@ -536,10 +536,10 @@ def provenance(results: list[dict], study: str, out: str) -> str:
 def reproduce_command(runs: list[dict], study: str, out: str) -> str:
     """The `timeaware reproduce` line that runs exactly these finished runs."""
     scale = runs[0]["run"].get("scale", "cpu") if runs else "cpu"
-    full = {
+    full = [
         (r.dataset, r.norm, r.remedy)
         for r in grid(studies=[study], seeds=[0], scale=scale)
-    }
+    ]
     cells = {(r["run"]["dataset"], r["run"]["norm"], r["run"]["remedy"]) for r in runs}
     parts = ["timeaware reproduce", f"--out {out}", f"--study {study}"]
     if scale != "cpu":
@@ -548,9 +548,10 @@ def reproduce_command(runs: list[dict], study: str, out: str) -> str:
     if seeds != [0, 1, 2]:
         parts.append("--seeds " + " ".join(map(str, seeds)))
     for index, flag in enumerate(("--datasets", "--norms", "--remedies")):
+        choices = list(dict.fromkeys(c[index] for c in full))  # the grid's order
         chosen = {c[index] for c in cells}
-        if chosen != {c[index] for c in full}:
-            parts.append(flag + " " + " ".join(sorted(chosen)))
+        if chosen != set(choices):
+            parts.append(flag + " " + " ".join(c for c in choices if c in chosen))
     for key, value in runs[0]["run"].get("extra", []) if runs else []:
         parts.append(f"--set {shlex.quote(f'{key}={_literal(value)}')}")
     return " ".join(parts)
