@@ -114,10 +114,19 @@ def test_extra_values_must_name_existing_keys():
         study_grid.grid(extra={"seed": 1})
 
 
-def test_reproduce_command_names_every_remedy():
-    from timeaware_jax.commands import reproduce
+def test_reproduce_command_stays_light_and_checks_its_values():
+    import subprocess
+    import sys
 
-    assert reproduce.REMEDIES == study_grid.REMEDIES
+    # `timeaware reproduce --help` must not pay for importing jax.
+    code = (
+        "import sys, timeaware_jax.commands.reproduce as r; "
+        "print(r.REMEDIES, 'jax' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == f"{study_grid.REMEDIES} False"
     assert main(["reproduce", "--set", "num_epoch=2", "--list"]) == 2
 
 

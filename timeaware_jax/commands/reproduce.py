@@ -22,18 +22,7 @@ import os
 import sys
 
 from timeaware_jax.commands.config_file import parse_override
-
-# The grid's remedies (`timeaware_jax.study.grid.REMEDIES`), named here so
-# that `timeaware --help` need not import the training stack.
-REMEDIES = (
-    "baseline",
-    "positional",
-    "bias_init",
-    "fewer_groups",
-    "fewer_groups4",
-    "fewer_groups1",
-    "scale_shift",
-)
+from timeaware_jax.study.cells import REMEDIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import ml_collections
 
+from timeaware_jax.study.cells import REMEDIES
 from timeaware_jax.train.logging import read_metrics, to_jsonable
 
 STUDIES = ("node", "ddpm")
@@ -41,17 +42,6 @@ DATASETS = {
     ("paper", "ddpm"): ("cifar10",),
 }
 
-# Remedies (see DESIGN.md): R1 positional time channel, R2 operand bias init,
-# R3 fewer GroupNorm groups, R4 the field's scale-shift after the norm.
-REMEDIES = (
-    "baseline",
-    "positional",
-    "bias_init",
-    "fewer_groups",
-    "fewer_groups4",
-    "fewer_groups1",
-    "scale_shift",
-)
 # R3: the neural ODE's GroupNorm groups in torchdiffeq's terms (64 channels,
 # 32 groups in the baseline; the quick configs halve channels and groups).
 # The neural ODE sweeps them; the DDPM has `fewer_groups` only.

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from timeaware_jax.study.grid import REMEDIES, grid, load_results
+from timeaware_jax.study.cells import REMEDIES
+from timeaware_jax.study.grid import grid, load_results
 from timeaware_jax.train.logging import read_metrics
 
 REMEDY_LABELS = {
