@@ -135,13 +135,22 @@ class Run:
     def command(self, configs_dir: str, out: str) -> str:
         """The equivalent `timeaware` command line for this run alone."""
         trainer = "train-node" if self.study == "node" else "train-ddpm"
-        sets = " ".join(
-            f"--set {shlex.quote(f'{k}={v}')}" for k, v in self.overrides().items()
-        )
         return (
             f"timeaware {trainer} --config {self.config_spec(configs_dir)} "
-            f"--workdir {out}/{self.name} {sets}"
+            f"--workdir {out}/{self.name} {set_flags(self.overrides())}"
         )
+
+
+def set_flags(values: dict) -> str:
+    """`--set KEY=VALUE` for each config value, quoted for a shell.
+
+    JSON lists (a logged tuple) are written back as tuples, as `--set` reads
+    them.
+    """
+    return " ".join(
+        f"--set {shlex.quote(f'{k}={tuple(v) if isinstance(v, list) else v}')}"
+        for k, v in values.items()
+    )
 
 
 def grid(

@@ -10,14 +10,13 @@ t-test p-value is given beside it.
 
 import dataclasses
 import os
-import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from timeaware_jax.study.cells import REMEDIES
-from timeaware_jax.study.grid import grid, load_results
+from timeaware_jax.study.grid import grid, load_results, set_flags
 from timeaware_jax.train.logging import read_metrics
 
 REMEDY_LABELS = {
@@ -553,14 +552,10 @@ def reproduce_command(runs: list[dict], study: str, out: str) -> str:
         chosen = {c[index] for c in cells}
         if chosen != set(choices):
             parts.append(flag + " " + " ".join(c for c in choices if c in chosen))
-    for key, value in runs[0]["run"].get("extra", []) if runs else []:
-        parts.append(f"--set {shlex.quote(f'{key}={_literal(value)}')}")
+    extra = dict(runs[0]["run"].get("extra", [])) if runs else {}
+    if extra:
+        parts.append(set_flags(extra))
     return " ".join(parts)
-
-
-def _literal(value) -> str:
-    """A value as `--set` reads it back (JSON turned tuples into lists)."""
-    return str(tuple(value)) if isinstance(value, list) else str(value)
 
 
 def write_report(out: str, report_dir: str | os.PathLike) -> list[Path]:
